@@ -1,0 +1,83 @@
+"""The FastAPI application: ``create_app()`` and its lifespan.
+
+Nothing connects at import time. The lifespan resolves the database (``HPO_DATABASE_URL`` or
+the embedded PostgreSQL), refuses to start on an out-of-date schema, and builds the services,
+the LISTEN thread and the lease reaper; routes reach them through dependencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from service import __version__
+from service.api.deps import require_token
+from service.api.errors import install_error_handlers
+from service.db.engine import create_db_engine, resolve_url
+from service.db.migrate import ensure_current
+from service.health import router as health_router
+from service.notify import WORK_CHANNEL, Listener, WorkSignal
+from service.reaper import Reaper
+from service.sampling.registry import StudyViews
+from service.settings import ServerSettings
+from service.studies.endpoints import router as studies_router
+from service.studies.service import StudyService, load_definition
+from service.trials.endpoints import router as trials_router
+from service.trials.service import TrialService
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    app = FastAPI(
+        title="HPO service",
+        version=__version__,
+        description="Bayesian optimization over HTTP: studies and trials in PostgreSQL, "
+        "sampled and pruned by Optuna.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    api = [Depends(require_token)]
+    app.include_router(studies_router, prefix=API_PREFIX, dependencies=api)
+    app.include_router(trials_router, prefix=API_PREFIX, dependencies=api)
+    app.include_router(health_router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ServerSettings = app.state.settings
+    url = resolve_url(settings)
+    engine = create_db_engine(url, pool_size=settings.pool_size, max_overflow=settings.max_overflow)
+    try:
+        ensure_current(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    views = StudyViews(functools.partial(load_definition, engine), settings.view_cache_size)
+    signal = WorkSignal(asyncio.get_running_loop())
+    listener = Listener(
+        url.set(drivername="postgresql").render_as_string(hide_password=False),
+        [WORK_CHANNEL],
+        lambda channel, payload: signal.notify_threadsafe(),
+    )
+    reaper = Reaper(engine, settings.reaper_interval_s, settings.idempotency_ttl_s)
+    app.state.engine = engine
+    app.state.studies = StudyService(engine, views)
+    app.state.trials = TrialService(engine, views)
+    app.state.work_signal = signal
+    app.state.reaper = reaper
+    listener.start()
+    reaper.start()
+    try:
+        yield
+    finally:
+        reaper.stop()
+        listener.stop()
+        engine.dispose()

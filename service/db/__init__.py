@@ -1,0 +1,1 @@
+"""Database access: URLs, the embedded PostgreSQL, engines, schema management and tables."""

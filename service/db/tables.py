@@ -1,0 +1,158 @@
+"""The service's own tables (prefix ``hpo_``), next to Optuna's schema in the same database.
+
+Optuna's tables hold studies, trials, parameters, values and intermediate values; these hold what
+Optuna has no place for. They are created only by the Alembic revisions in ``migrations/`` (with
+their own version table, ``hpo_alembic_version``); this module is the model that autogenerate
+compares against. ``studies`` and ``trials`` appear below only as stubs so that foreign keys
+resolve; ``migrations/env.py`` keeps autogenerate away from every table not named ``hpo_*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSON, JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+OWN_PREFIX = "hpo_"
+# Alembic version table of the service's revisions (Optuna keeps ``alembic_version``).
+VERSION_TABLE = "hpo_alembic_version"
+
+# Stubs of Optuna's tables, for foreign keys only (never created or altered by this project).
+optuna_studies = Table("studies", metadata, Column("study_id", Integer, primary_key=True))
+optuna_trials = Table("trials", metadata, Column("trial_id", Integer, primary_key=True))
+
+NOW = text("now()")
+
+study_specs = Table(
+    "hpo_studies",
+    metadata,
+    Column(
+        "study_id",
+        Integer,
+        ForeignKey("studies.study_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("state", String(16), nullable=False),
+    # json, not jsonb: it keeps the user's key order (the order of the search space).
+    Column("spec", JSON, nullable=False),
+    Column("task_name", String(256), nullable=True),
+    Column("max_trials", Integer, nullable=True),
+    Column("max_parallel", Integer, nullable=True),
+    Column("max_retries", Integer, nullable=False),
+    Column("lease_seconds", Integer, nullable=False),
+    Column("n_started", Integer, nullable=False, server_default=text("0")),
+    Column("last_handout_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    CheckConstraint("state IN ('running', 'paused', 'stopped')", name="state"),
+    CheckConstraint("n_started >= 0", name="n_started"),
+    Index("ix_hpo_studies_state_task_name", "state", "task_name"),
+)
+
+trial_leases = Table(
+    "hpo_trials",
+    metadata,
+    Column(
+        "trial_id",
+        Integer,
+        ForeignKey("trials.trial_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "study_id",
+        Integer,
+        ForeignKey("hpo_studies.study_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("expired_leases", Integer, nullable=False, server_default=text("0")),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("worker_id", String(256), nullable=True),
+    Column("queued_at", DateTime(timezone=True), nullable=True),
+    Column("finish_token", String(64), nullable=True),
+    Column("fail_reason", Text, nullable=True),
+    Column("change_xid", BigInteger, nullable=False),
+    Index("ix_hpo_trials_study_id_change_xid", "study_id", "change_xid"),
+    Index(
+        "ix_hpo_trials_study_id_queued_at",
+        "study_id",
+        "queued_at",
+        postgresql_where=text("queued_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_hpo_trials_lease_expires_at",
+        "lease_expires_at",
+        postgresql_where=text("lease_token IS NOT NULL"),
+    ),
+    Index(
+        "ix_hpo_trials_study_id_leased",
+        "study_id",
+        postgresql_where=text("lease_token IS NOT NULL"),
+    ),
+)
+
+idempotency_keys = Table(
+    "hpo_idempotency_keys",
+    metadata,
+    Column("scope", String(255), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index("ix_hpo_idempotency_keys_created_at", "created_at"),
+)
+
+workers = Table(
+    "hpo_workers",
+    metadata,
+    Column("worker_id", String(256), primary_key=True),
+    Column("tasks", JSONB, nullable=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+
+def is_own_table(name: str | None) -> bool:
+    """True for the service's tables; everything else belongs to Optuna."""
+    return name is not None and name.startswith(OWN_PREFIX) and name != VERSION_TABLE
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic autogenerate filter: reflect only the service's tables."""
+    return is_own_table(name) if type_ == "table" else True
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic autogenerate filter: compare only the service's tables and what hangs off them."""
+    if type_ == "table":
+        return is_own_table(name)
+    table = getattr(obj, "table", None)
+    return is_own_table(table.name) if table is not None else True

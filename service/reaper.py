@@ -1,0 +1,66 @@
+"""The reaper: expired leases go back to the queue (or fail after ``max_retries``).
+
+Every server process runs one; they cooperate through ``FOR UPDATE SKIP LOCKED``, so each
+expired lease is handled exactly once however many processes run. It also drops idempotency
+records older than their TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from service.trials import repository as repo
+
+logger = logging.getLogger(__name__)
+
+_PURGE_EVERY_S = 300.0
+
+
+class Reaper:
+    def __init__(self, engine: Engine, interval_s: float, idempotency_ttl_s: int) -> None:
+        self._engine = engine
+        self._interval = interval_s
+        self._ttl = idempotency_ttl_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-reaper", daemon=True)
+        self._last_purge = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self) -> list[repo.Reaped]:
+        """Handle every lease expired by now (in batches); returns what was done."""
+        done: list[repo.Reaped] = []
+        while True:
+            with self._engine.begin() as conn:
+                batch = repo.reap_expired(conn)
+            done.extend(batch)
+            if len(batch) < 100:
+                break
+        for reaped in done:
+            logger.info(
+                "lease of trial %d expired: %s",
+                reaped.trial_id,
+                "requeued" if reaped.requeued else "failed (max_retries reached)",
+            )
+        return done
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.run_once()
+                if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
+                    with self._engine.begin() as conn:
+                        repo.purge_idempotency_keys(conn, self._ttl)
+                    self._last_purge = time.monotonic()
+            except DBAPIError as exc:  # the database is away: try again next round
+                logger.warning("reaper: %s", exc)

@@ -1,0 +1,95 @@
+"""SQL that keeps a study's in-memory view in step with PostgreSQL.
+
+Change tracking: every write the service makes to a trial also stamps ``hpo_trials.change_xid``
+with the writing transaction's id. A reader remembers the oldest transaction still running when
+it last read (``pg_snapshot_xmin``) and next time fetches every trial stamped at or after it.
+Transactions that commit late are therefore never missed, at the price of re-reading a few rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from service.errors import NotFound
+
+CURRENT_XID = "(pg_current_xact_id()::text)::bigint"
+
+_LOCK_STUDY = text("SELECT pg_advisory_xact_lock(:namespace, :study_id)")
+# The advisory-lock namespace of "asks on one study" (the other int4 of the pair is the study id).
+ASK_LOCK_NAMESPACE = 0x6870  # "hp"
+
+_STUDY_STATE = text(
+    """
+    SELECT s.state, s.max_trials, s.max_parallel, s.n_started, s.lease_seconds,
+           (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS xmin,
+           (SELECT coalesce(json_object_agg(a.key, a.value_json), '{}')
+              FROM study_system_attributes a WHERE a.study_id = s.study_id) AS system_attrs
+      FROM hpo_studies s
+     WHERE s.study_id = :study_id
+    """
+)
+
+TRIAL_AGGREGATES = """
+       (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json))
+          FROM trial_params p WHERE p.trial_id = t.trial_id) AS params,
+       (SELECT json_agg(json_build_array(v.objective, v.value, v.value_type))
+          FROM trial_values v WHERE v.trial_id = t.trial_id) AS trial_values,
+       (SELECT json_agg(json_build_array(i.step, i.intermediate_value,
+                                         i.intermediate_value_type) ORDER BY i.step)
+          FROM trial_intermediate_values i WHERE i.trial_id = t.trial_id) AS intermediate,
+       (SELECT json_object_agg(a.key, a.value_json)
+          FROM trial_user_attributes a WHERE a.trial_id = t.trial_id) AS user_attrs,
+       (SELECT json_object_agg(a.key, a.value_json)
+          FROM trial_system_attributes a WHERE a.trial_id = t.trial_id) AS system_attrs
+"""
+
+_CHANGED_TRIALS = text(
+    f"""
+    SELECT t.trial_id, t.number, t.state::text AS state, t.datetime_start, t.datetime_complete,
+           h.attempt, h.queued_at, h.lease_token IS NOT NULL AS leased,
+           {TRIAL_AGGREGATES}
+      FROM hpo_trials h JOIN trials t ON t.trial_id = h.trial_id
+     WHERE h.study_id = :study_id AND h.change_xid >= :cursor
+    """
+)
+
+
+@dataclass(frozen=True)
+class StudyState:
+    """What the hand-out rules need of a study, read under its ask lock."""
+
+    state: str
+    max_trials: int | None
+    max_parallel: int | None
+    n_started: int
+    lease_seconds: int
+    xmin: int
+    system_attrs: dict[str, str]
+
+
+def lock_study_for_ask(conn: Connection, study_id: int) -> None:
+    """Serialise asks on one study across every server process (released at commit)."""
+    conn.execute(_LOCK_STUDY, {"namespace": ASK_LOCK_NAMESPACE, "study_id": study_id})
+
+
+def read_study_state(conn: Connection, study_id: int) -> StudyState:
+    row = conn.execute(_STUDY_STATE, {"study_id": study_id}).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"study {study_id} does not exist")
+    return StudyState(**row)
+
+
+def read_transaction_horizon(conn: Connection) -> int:
+    value = conn.execute(
+        text("SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+    ).scalar_one()
+    return int(value)
+
+
+def read_changed_trials(conn: Connection, study_id: int, cursor: int) -> list[dict[str, Any]]:
+    """Trials of the study changed by transactions with id >= ``cursor`` (0: all of them)."""
+    result = conn.execute(_CHANGED_TRIALS, {"study_id": study_id, "cursor": cursor})
+    return [dict(row) for row in result.mappings()]

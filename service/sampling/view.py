@@ -1,0 +1,255 @@
+"""The warm in-memory view of one study, on which the server samples and prunes.
+
+Plain Optuna on PostgreSQL re-reads the study through its storage layer on every ask; here each
+server process keeps every study it serves in memory (``ViewStorage``) and brings it up to date
+with one incremental query (trials changed since the last read) before each decision. Asks on a
+study are serialised across processes by an advisory lock taken before that refresh, so the view
+a sampler sees always includes every trial handed out before, by any process.
+
+Thread safety: callers hold ``view.lock`` around ``refresh`` and everything that follows it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Connection
+
+from service.sampling import repository as repo
+from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
+from service.sampling.view_storage import Journal, ViewStorage
+from service.spec import (
+    PrunerSpec,
+    SamplerSpec,
+    SearchSpace,
+    build_pruner,
+    build_sampler,
+    to_distributions,
+)
+
+_DUPLICATE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class StudyDefinition:
+    """The immutable part of a study: enough to build its sampler and pruner."""
+
+    study_id: int
+    name: str
+    directions: list[str]
+    search_space: SearchSpace
+    sampler: SamplerSpec
+    pruner: PrunerSpec
+    task: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Handout:
+    """What the next ask on a study gets: a queued trial or a newly sampled one."""
+
+    kind: Literal["queued", "new"]
+    trial_id: int | None = None
+    needs_sampling: bool = True
+
+
+NoTrialReason = Literal["paused", "stopped", "max_parallel", "budget_spent"]
+
+
+@dataclass(frozen=True)
+class NoHandout:
+    """Why a study has no trial to give right now."""
+
+    reason: NoTrialReason
+
+
+@dataclass(frozen=True)
+class Sampled:
+    number: int
+    params: dict[str, Any]
+    distributions: dict[str, BaseDistribution]
+    journal: Journal
+
+
+class StudyView:
+    """One study in memory: its trials, its sampler, its pruner, its queue."""
+
+    def __init__(self, definition: StudyDefinition) -> None:
+        self.definition = definition
+        self.lock = threading.Lock()
+        directions = [StudyDirection[d.upper()] for d in definition.directions]
+        self.storage = ViewStorage(definition.study_id, definition.name, directions)
+        self.sampler = build_sampler(
+            definition.sampler, definition.search_space, definition.directions
+        )
+        self.pruner = build_pruner(definition.pruner, definition.directions)
+        self.distributions = to_distributions(definition.search_space)
+        self._continuous = any(
+            isinstance(d, FloatDistribution) and d.step is None for d in self.distributions.values()
+        )
+        self.cursor = 0
+        self.valid = True
+        # True while the view may hold data of a transaction that has not committed yet.
+        self.dirty = False
+        self.queued: dict[int, dt.datetime] = {}
+        self.leased: set[int] = set()
+        self.attempts: dict[int, int] = {}
+
+    @property
+    def study_id(self) -> int:
+        return self.definition.study_id
+
+    # ---- keeping in step with the database ----
+
+    def refresh(self, conn: Connection, horizon: int) -> None:
+        """Apply every trial changed since the last refresh; ``horizon`` becomes the cursor.
+
+        ``horizon`` must have been read (``pg_snapshot_xmin``) no later than this query runs.
+        """
+        for row in repo.read_changed_trials(conn, self.study_id, self.cursor):
+            self._apply(row)
+        self.cursor = horizon
+
+    def _apply(self, row: Mapping[str, Any]) -> None:
+        trial_id = row["trial_id"]
+        self.storage.put_trial(_frozen_trial(row))
+        self.attempts[trial_id] = row["attempt"]
+        if row["queued_at"] is not None:
+            self.queued[trial_id] = row["queued_at"]
+        else:
+            self.queued.pop(trial_id, None)
+        if row["leased"]:
+            self.leased.add(trial_id)
+        else:
+            self.leased.discard(trial_id)
+
+    # ---- decisions ----
+
+    def next_handout(self, state: repo.StudyState) -> Handout | NoHandout:
+        """The queue first (retries and enqueued trials, oldest first), then a new trial.
+
+        Nothing when the study is not running, ``max_parallel`` trials hold a lease, or the budget
+        (``max_trials`` trials ever started; a retried trial counts once) is spent.
+        """
+        if state.state in ("paused", "stopped"):
+            return NoHandout(state.state)  # type: ignore[arg-type]
+        if state.max_parallel is not None and len(self.leased) >= state.max_parallel:
+            return NoHandout("max_parallel")
+        budget_left = state.max_trials is None or state.n_started < state.max_trials
+        for trial_id in sorted(self.queued, key=lambda tid: (self.queued[tid], tid)):
+            never_started = self.attempts.get(trial_id, 0) == 0
+            if never_started and not budget_left:
+                continue
+            trial = self.storage.get_trial(trial_id)
+            needs_sampling = set(trial.params) != set(self.distributions)
+            return Handout("queued", trial_id, needs_sampling)
+        return Handout("new") if budget_left else NoHandout("budget_spent")
+
+    def sample(self, trial_id: int | None = None) -> Sampled:
+        """Sample every parameter of a new trial (``trial_id`` None) or fill in a queued one.
+
+        A queued trial enqueued by a user keeps its ``fixed_params``. A new trial is provisional:
+        it is removed from the view again, and comes back from the database on the next refresh.
+        """
+        for _ in range(_DUPLICATE_RETRIES):
+            sampled = self._sample_once(trial_id)
+            if trial_id is not None or not self._duplicates_existing(sampled.params):
+                return sampled
+        return sampled
+
+    def _sample_once(self, trial_id: int | None) -> Sampled:
+        study = optuna.Study(
+            study_name=self.definition.name,
+            storage=self.storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+        )
+        if trial_id is None:
+            working_id = self.storage.create_new_trial(self.study_id)
+        else:
+            working_id = trial_id
+            self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        trial = optuna.Trial(study, working_id)
+        for name, distribution in self.distributions.items():
+            _suggest(trial, name, distribution)
+        frozen = self.storage.get_trial(working_id)
+        if trial_id is None:
+            self.storage.drop_trial(working_id)
+        journal = self.storage.drain_journal()
+        _rekey(journal, working_id)
+        return Sampled(frozen.number, dict(frozen.params), dict(frozen.distributions), journal)
+
+    def _duplicates_existing(self, params: Mapping[str, Any]) -> bool:
+        """Exact repeats of a continuous point only come from twin RNG streams (for example two
+        server processes with the same seed); resample those. Discrete repeats are legitimate."""
+        if not self._continuous:
+            return False
+        return any(t.params == params for t in self.storage.trials())
+
+    def should_prune(self, trial_id: int) -> tuple[bool, Journal]:
+        """The study's pruner on the view (which already holds the new intermediate value)."""
+        study = optuna.Study(
+            study_name=self.definition.name,
+            storage=self.storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+        )
+        decision = bool(self.pruner.prune(study, self.storage.get_trial(trial_id)))
+        return decision, self.storage.drain_journal()
+
+
+PROVISIONAL = 0  # the key journals use for "the trial being created"
+
+
+def _rekey(journal: Journal, working_id: int) -> None:
+    if working_id < 0:
+        for attrs in (journal.trial_system_attrs, journal.trial_user_attrs):
+            if working_id in attrs:
+                attrs[PROVISIONAL] = attrs.pop(working_id)
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
+    if isinstance(distribution, FloatDistribution):
+        trial.suggest_float(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    elif isinstance(distribution, IntDistribution):
+        trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    elif isinstance(distribution, CategoricalDistribution):
+        trial.suggest_categorical(name, distribution.choices)
+    else:  # pragma: no cover - the spec only produces the three kinds above
+        raise TypeError(f"unsupported distribution {distribution!r}")
+
+
+def _frozen_trial(row: Mapping[str, Any]) -> FrozenTrial:
+    params, distributions = decode_params(row["params"])
+    state = TrialState[row["state"]]
+    values = decode_values(row["trial_values"]) if state == TrialState.COMPLETE else None
+    return FrozenTrial(
+        number=row["number"],
+        state=state,
+        value=None,
+        values=values,
+        datetime_start=row["datetime_start"],
+        datetime_complete=row["datetime_complete"] if state.is_finished() else None,
+        params=params,
+        distributions=distributions,
+        user_attrs=decode_attrs(row["user_attrs"]),
+        system_attrs=decode_attrs(row["system_attrs"]),
+        intermediate_values=decode_intermediate(row["intermediate"]),
+        trial_id=row["trial_id"],
+    )

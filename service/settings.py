@@ -1,0 +1,65 @@
+"""Server settings: one typed class, read from ``HPO_*`` environment variables.
+
+The worker has its own settings class (``workers.settings``); the two processes share nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where the embedded PostgreSQL and stored checkpoints live unless configured."""
+    return Path.home() / ".local" / "share" / "hpo"
+
+
+class ServerSettings(BaseSettings):
+    """Settings of one API server process.
+
+    ``database_url`` unset means: start (or join) the embedded PostgreSQL under ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://user:pass@host/db; unset = embedded PostgreSQL"
+    )
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=20, ge=0, le=500)
+    reaper_interval_s: float = Field(default=2.0, gt=0, le=300)
+    view_cache_size: int = Field(default=64, ge=1, description="studies kept warm per process")
+    claim_max_wait_s: float = Field(default=60.0, ge=0, le=600)
+    claim_repoll_s: float = Field(
+        default=5.0, gt=0, le=60, description="long polls re-check this often without a NOTIFY"
+    )
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    checkpoint_dir: Path | None = Field(
+        default=None, description="store checkpoints as files here instead of in PostgreSQL"
+    )
+    checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    api_token: SecretStr | None = Field(
+        default=None, description="when set, every /api request needs 'Authorization: Bearer'"
+    )
+    log_level: str = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @field_validator("api_token")
+    @classmethod
+    def _no_placeholder_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() in {"", "changeme", "secret"}:
+            raise ValueError("HPO_API_TOKEN is a placeholder; set a real secret or unset it")
+        return value

@@ -1,0 +1,399 @@
+"""A study's search space: what clients send, what Optuna gets, what may be enqueued.
+
+JSON shapes (clients depend on these names)::
+
+    {"type": "float", "low": 1e-5, "high": 0.1, "log": true, "step": null}
+    {"type": "int", "low": 1, "high": 6, "log": false, "step": 1}
+    {"type": "categorical", "choices": [16, 32, "a", true, 0.5]}
+
+Contract: every space these models accept is accepted by Optuna's distributions without a
+warning or an adjustment, so what the user wrote is exactly what is sampled. In particular we
+refuse, where Optuna would silently lower ``high``, a range that is not a whole number of
+steps, and choices that Optuna cannot tell apart (``1``, ``1.0`` and ``true`` are equal in
+Python, so Optuna would map them to the same index).
+
+Validation happens in pydantic (a model typed :data:`SearchSpace` is fully validated by
+FastAPI); :func:`parse_search_space` does the same for raw data and raises
+:class:`~service.errors.SpecError` with one detail per problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from service.spec.details import (
+    Detail,
+    Loc,
+    detail,
+    raise_details,
+    rule_error,
+    spec_error,
+    validation_details,
+)
+
+MAX_PARAMS = 1000
+MAX_NAME_LENGTH = 512
+# Optuna stores every parameter value as a float; beyond 2**53 integers are no longer exact.
+MAX_ABS_INT = 2**53
+PARAM_TYPES = ("float", "int", "categorical")
+
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+ExactInt = Annotated[int, Strict(), Field(ge=-MAX_ABS_INT, le=MAX_ABS_INT)]
+
+
+def _one_choice(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Report a bad choice once, instead of once per member of the union."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "choice_type", "a choice must be a string, a finite number or a boolean"
+        ) from None
+
+
+Choice = Annotated[
+    Annotated[bool, Strict()]
+    | Annotated[int, Strict()]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Annotated[str, Strict()],
+    WrapValidator(_one_choice),
+]
+"""A categorical choice. The strict members keep JSON types exactly: ``true`` stays a bool,
+``1`` an int and ``1.0`` a float."""
+
+
+class _Param(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatParam(_Param):
+    """A float in ``[low, high]``; ``log`` samples on a log scale, ``step`` discretizes."""
+
+    type: Literal["float"] = "float"
+    low: FiniteFloat
+    high: FiniteFloat
+    log: Annotated[bool, Strict()] = False
+    step: FiniteFloat | None = None
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        _raise_first(_float_problems(self))
+        return self
+
+
+class IntParam(_Param):
+    """An integer in ``[low, high]`` on a grid of ``step``; ``log`` requires ``step == 1``."""
+
+    type: Literal["int"] = "int"
+    low: ExactInt
+    high: ExactInt
+    log: Annotated[bool, Strict()] = False
+    step: ExactInt = 1
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        _raise_first(_int_problems(self))
+        return self
+
+
+class CategoricalParam(_Param):
+    """One of ``choices`` (str, int, float or bool, kept exactly as sent; all distinct)."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: list[Choice]
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        _raise_first(_choice_problems(self.choices))
+        return self
+
+
+def _check_name(name: str) -> str:
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in name):
+        raise PydanticCustomError(
+            "param_name", "parameter names must not contain control characters"
+        )
+    return name
+
+
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+ParamName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH),
+    AfterValidator(_check_name),
+]
+SearchSpace = Annotated[dict[ParamName, ParamSpec], Field(min_length=1, max_length=MAX_PARAMS)]
+"""Parameter name -> spec; 1 to 1000 parameters, names 1-512 chars without control chars."""
+
+_SPACE_ADAPTER: TypeAdapter[dict[str, ParamSpec]] = TypeAdapter(SearchSpace)
+
+Problem = tuple[str, str]
+"""``(field, message)``: one broken rule of one parameter."""
+
+
+def _raise_first(problems: list[Problem]) -> None:
+    if problems:
+        raise rule_error(*problems[0])
+
+
+def _float_problems(p: FloatParam) -> list[Problem]:
+    problems: list[Problem] = []
+    if p.step is not None and p.step <= 0:
+        problems.append(("step", f"step must be > 0, got {p.step}"))
+    if p.log and p.step is not None:
+        problems.append(("step", "step cannot be combined with log=true for a float parameter"))
+    if p.low > p.high:
+        problems.append(("low", f"low ({p.low}) must be <= high ({p.high})"))
+    elif not math.isfinite(p.high - p.low):
+        problems.append(("high", "high - low must be a finite number"))
+    if p.log and p.low <= 0:
+        problems.append(("low", f"low must be > 0 when log is true, got {p.low}"))
+    if not problems and p.step is not None:
+        low, high, step = (Decimal(str(x)) for x in (p.low, p.high, p.step))
+        problems += _step_fit(low, high, step, float)
+    return problems
+
+
+def _int_problems(p: IntParam) -> list[Problem]:
+    problems: list[Problem] = []
+    if p.step <= 0:
+        problems.append(("step", f"step must be > 0, got {p.step}"))
+    elif p.log and p.step != 1:
+        problems.append(("step", f"step must be 1 when log is true, got {p.step}"))
+    if p.low > p.high:
+        problems.append(("low", f"low ({p.low}) must be <= high ({p.high})"))
+    if p.log and p.low < 1:
+        problems.append(("low", f"low must be >= 1 when log is true, got {p.low}"))
+    if not problems:
+        problems += _step_fit(Decimal(p.low), Decimal(p.high), Decimal(p.step), int)
+    return problems
+
+
+def _step_fit(
+    low: Decimal, high: Decimal, step: Decimal, show: Callable[[Decimal], float | int]
+) -> list[Problem]:
+    """Refuse a range that is not a whole number of steps (Optuna would lower ``high``)."""
+    if (high - low) % step == 0:
+        return []
+    fitted = show(low + (high - low) // step * step)
+    return [("high", f"high - low must be a multiple of step ({show(step)}); use high={fitted}")]
+
+
+def _choice_problems(choices: list[Any]) -> list[Problem]:
+    if not choices:
+        return [("choices", "at least one choice is required")]
+    seen: dict[Any, Any] = {}
+    for choice in choices:
+        if choice in seen:
+            first = seen[choice]
+            message = f"choices must be distinct: {_show(first)} and {_show(choice)} are equal"
+            return [("choices", message)]
+        seen[choice] = choice
+    return []
+
+
+def parse_search_space(raw: object, loc: Loc = ("search_space",)) -> dict[str, ParamSpec]:
+    """Validate decoded JSON (or a dict of param models) into a search space.
+
+    Raises :class:`~service.errors.SpecError` with one detail per problem, each located under
+    ``loc`` (for example ``["search_space", "lr", "low"]``). Already-built param models are
+    accepted as they are, so calling this on a validated space is cheap.
+    """
+    try:
+        return _SPACE_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        details = [_without_union_tag(item, len(loc)) for item in validation_details(exc, loc)]
+        raise spec_error(details) from exc
+
+
+def _without_union_tag(item: Detail, depth: int) -> Detail:
+    """Drop the ``"float"``/``"int"``/``"categorical"`` step pydantic adds after the name."""
+    loc = item["loc"]
+    if len(loc) > depth + 1 and loc[depth + 1] in PARAM_TYPES:
+        return detail([*loc[: depth + 1], *loc[depth + 2 :]], item["msg"])
+    return item
+
+
+def to_distribution(spec: ParamSpec) -> BaseDistribution:
+    """The Optuna distribution for one parameter (never adjusted, never warns)."""
+    if isinstance(spec, FloatParam):
+        return FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    if isinstance(spec, IntParam):
+        return IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return CategoricalDistribution(spec.choices)
+
+
+def to_distributions(space: Mapping[str, ParamSpec]) -> dict[str, BaseDistribution]:
+    """The Optuna distributions of a validated space, keyed by parameter name."""
+    return {name: to_distribution(spec) for name, spec in space.items()}
+
+
+def check_params(
+    space: Mapping[str, ParamSpec], params: Mapping[str, Any], *, partial: bool
+) -> dict[str, Any]:
+    """Validate user-supplied values (e.g. a configuration to enqueue) against ``space``.
+
+    Refuses unknown names and every value :func:`normalize_value` refuses. Unless
+    ``partial``, every parameter of the space must be given. Raises
+    :class:`~service.errors.SpecError` listing every problem (``loc`` is ``["params", name]``);
+    otherwise returns the normalized values.
+    """
+    details: list[Detail] = []
+    normalized: dict[str, Any] = {}
+    for name, value in params.items():
+        spec = space.get(name)
+        if spec is None:
+            details.append(detail(["params", name], _unknown_name(space)))
+            continue
+        try:
+            normalized[name] = normalize_value(spec, value)
+        except InvalidValue as exc:
+            details.append(detail(["params", name], str(exc)))
+    if not partial:
+        details += [detail(["params", n], "a value is required") for n in space if n not in params]
+    raise_details(details)
+    return normalized
+
+
+def _unknown_name(space: Mapping[str, ParamSpec]) -> str:
+    names = sorted(space)
+    shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+    return f"unknown parameter; the search space has {shown}"
+
+
+class InvalidValue(ValueError):
+    """A parameter value that is not part of its parameter's distribution."""
+
+
+def normalize_value(spec: ParamSpec, value: Any) -> Any:
+    """Check one value against one parameter; return it normalized.
+
+    Floats accept JSON numbers (not booleans) and return ``float``; ints accept JSON
+    integers only and return ``int``; both must lie in ``[low, high]`` on the step grid.
+    A categorical value must equal one of the choices with the same kind (``true`` does not
+    match ``1``); the matching choice itself is returned. Raises :class:`InvalidValue`.
+    """
+    if isinstance(spec, FloatParam):
+        return _normalize_float(spec, value)
+    if isinstance(spec, IntParam):
+        return _normalize_int(spec, value)
+    return _normalize_choice(spec, value)
+
+
+def _normalize_float(spec: FloatParam, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue(f"expected a number, got {_json_type(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidValue(f"{value} is outside [{spec.low}, {spec.high}]") from None
+    if not math.isfinite(number):
+        raise InvalidValue("expected a finite number")
+    if not spec.low <= number <= spec.high:
+        raise InvalidValue(f"{number} is outside [{spec.low}, {spec.high}]")
+    if not to_distribution(spec)._contains(number):
+        raise InvalidValue(f"{number} is not low + k * step (low={spec.low}, step={spec.step})")
+    return number
+
+
+def _normalize_int(spec: IntParam, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"expected an integer, got {_json_type(value)}")
+    if not spec.low <= value <= spec.high:
+        raise InvalidValue(f"{value} is outside [{spec.low}, {spec.high}]")
+    if (value - spec.low) % spec.step:
+        raise InvalidValue(f"{value} is not low + k * step (low={spec.low}, step={spec.step})")
+    return value
+
+
+def _normalize_choice(spec: CategoricalParam, value: Any) -> Any:
+    for choice in spec.choices:
+        if isinstance(choice, bool) == isinstance(value, bool) and _same_choice(choice, value):
+            return choice
+    raise InvalidValue(f"{_show(value)} is not one of the choices {_show(spec.choices)}")
+
+
+def _same_choice(choice: Any, value: Any) -> bool:
+    if isinstance(choice, str) or isinstance(value, str):
+        return type(choice) is type(value) and bool(choice == value)
+    return isinstance(value, int | float) and bool(choice == value)
+
+
+def _show(value: Any) -> str:
+    """``value`` as the client wrote it (JSON), e.g. ``true`` rather than ``True``."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "an object"
+    names = {bool: "a boolean", str: "a string", type(None): "null", list: "an array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def grid_count(spec: ParamSpec) -> int | None:
+    """How many values the parameter can take, or ``None`` for a continuous float."""
+    if isinstance(spec, CategoricalParam):
+        return len(spec.choices)
+    if isinstance(spec, IntParam):
+        return (spec.high - spec.low) // spec.step + 1
+    if spec.step is None:
+        return None
+    return int((Decimal(str(spec.high)) - Decimal(str(spec.low))) / Decimal(str(spec.step))) + 1
+
+
+def grid_size(space: Mapping[str, ParamSpec]) -> int | None:
+    """Number of points of the full grid; ``None`` when some float has no ``step``.
+
+    Computed arithmetically: a huge grid is counted, never enumerated.
+    """
+    counts = [grid_count(spec) for spec in space.values()]
+    if any(count is None for count in counts):
+        return None
+    return math.prod(count for count in counts if count is not None)
+
+
+def grid_values(spec: ParamSpec) -> list[Any]:
+    """Every value of a finite parameter, in order (choices as sent; step points exact).
+
+    Raises :class:`ValueError` for a float without ``step`` (callers check
+    :func:`grid_count` first).
+    """
+    if isinstance(spec, CategoricalParam):
+        return list(spec.choices)
+    if isinstance(spec, IntParam):
+        return list(range(spec.low, spec.high + 1, spec.step))
+    if spec.step is None:
+        raise ValueError("a float parameter without step has no grid")
+    low, step = Decimal(str(spec.low)), Decimal(str(spec.step))
+    count = grid_count(spec) or 0
+    return [float(low + k * step) for k in range(count)]

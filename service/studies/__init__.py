@@ -1,0 +1,1 @@
+"""Studies: creation, listing, state changes, deletion."""

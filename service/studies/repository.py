@@ -1,0 +1,304 @@
+"""SQL for studies: Optuna's rows (studies, directions, attributes) plus ``hpo_studies``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+from service.notify import WORK_CHANNEL
+
+METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps metric names (a study system attr)
+
+TRIAL_STATES = ("waiting", "running", "complete", "pruned", "failed")
+OPTUNA_STATE = {
+    "waiting": "WAITING",
+    "running": "RUNNING",
+    "complete": "COMPLETE",
+    "pruned": "PRUNED",
+    "failed": "FAIL",
+}
+API_STATE = {v: k for k, v in OPTUNA_STATE.items()}
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    study_id: int
+    name: str
+    state: str
+    spec: dict[str, Any]
+    directions: list[str]
+    metric_names: list[str] | None
+    metadata: dict[str, Any]
+    max_trials: int | None
+    max_parallel: int | None
+    max_retries: int
+    lease_seconds: int
+    n_started: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    counts: dict[str, int]
+    last_activity_at: dt.datetime | None = None
+
+
+_INSERT = text(
+    f"""
+    WITH st AS (
+        INSERT INTO studies (study_name) VALUES (:name) RETURNING study_id
+    ), d AS (
+        INSERT INTO study_directions (direction, study_id, objective)
+        SELECT CAST(upper(x.direction) AS studydirection), st.study_id, x.ord - 1
+          FROM st, unnest(CAST(:directions AS text[])) WITH ORDINALITY AS x(direction, ord)
+    ), ua AS (
+        INSERT INTO study_user_attributes (study_id, key, value_json)
+        SELECT st.study_id, x.key, x.value
+          FROM st, unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[])) AS x(key, value)
+    ), sa AS (
+        INSERT INTO study_system_attributes (study_id, key, value_json)
+        SELECT st.study_id, x.key, x.value
+          FROM st, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
+    ), h AS (
+        INSERT INTO hpo_studies (study_id, state, spec, task_name, max_trials, max_parallel,
+                                 max_retries, lease_seconds)
+        SELECT st.study_id, 'running', CAST(:spec AS json), :task_name, :max_trials,
+               :max_parallel, :max_retries, :lease_seconds
+          FROM st
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st)
+    SELECT st.study_id, (SELECT count(*) FROM n) FROM st
+    """
+)
+
+
+def insert_study(
+    conn: Connection,
+    *,
+    name: str,
+    directions: Sequence[str],
+    metric_names: Sequence[str] | None,
+    metadata: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    task_name: str | None,
+    max_trials: int | None,
+    max_parallel: int | None,
+    max_retries: int,
+    lease_seconds: int,
+) -> int:
+    """Create the study in Optuna's tables and ours; IntegrityError on a duplicate name."""
+    system_attrs = {METRIC_NAMES_KEY: list(metric_names)} if metric_names else {}
+    row = conn.execute(
+        _INSERT,
+        {
+            "name": name,
+            "directions": list(directions),
+            "ua_keys": list(metadata),
+            "ua_values": [json.dumps(v) for v in metadata.values()],
+            "sa_keys": list(system_attrs),
+            "sa_values": [json.dumps(v) for v in system_attrs.values()],
+            "spec": json.dumps(dict(spec)),
+            "task_name": task_name,
+            "max_trials": max_trials,
+            "max_parallel": max_parallel,
+            "max_retries": max_retries,
+            "lease_seconds": lease_seconds,
+        },
+    ).one()
+    return int(row.study_id)
+
+
+_SELECT = """
+    SELECT st.study_id, st.study_name AS name, s.state, s.spec, s.max_trials, s.max_parallel,
+           s.max_retries, s.lease_seconds, s.n_started, s.created_at, s.updated_at,
+           (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
+              FROM study_directions d WHERE d.study_id = st.study_id) AS directions,
+           (SELECT a.value_json FROM study_system_attributes a
+             WHERE a.study_id = st.study_id AND a.key = 'study:metric_names') AS metric_names,
+           (SELECT json_object_agg(a.key, a.value_json)
+              FROM study_user_attributes a WHERE a.study_id = st.study_id) AS metadata,
+           counts.by_state,
+           counts.active
+      FROM hpo_studies s
+      JOIN studies st ON st.study_id = s.study_id
+      CROSS JOIN LATERAL (
+          SELECT json_object_agg(c.state, c.n) AS by_state,
+                 coalesce(sum(c.n) FILTER (WHERE c.state IN ('RUNNING', 'WAITING')), 0) AS active
+            FROM (SELECT t.state::text AS state, count(*) AS n FROM trials t
+                   WHERE t.study_id = st.study_id GROUP BY t.state) AS c
+      ) AS counts
+"""
+
+# "completed" is derived, never stored: running, budget spent, nothing running or waiting.
+_COMPLETED = (
+    "(s.state = 'running' AND s.max_trials IS NOT NULL AND s.n_started >= s.max_trials"
+    " AND counts.active = 0)"
+)
+_STATE_FILTERS = {
+    "running": f"s.state = 'running' AND NOT {_COMPLETED}",
+    "completed": _COMPLETED,
+    "paused": "s.state = 'paused'",
+    "stopped": "s.state = 'stopped'",
+}
+
+
+def _to_row(m: RowMapping) -> StudyRow:
+    by_state = m["by_state"] or {}
+    counts = {api: int(by_state.get(opt, 0)) for api, opt in OPTUNA_STATE.items()}
+    completed = (
+        m["state"] == "running"
+        and m["max_trials"] is not None
+        and m["n_started"] >= m["max_trials"]
+        and counts["running"] + counts["waiting"] == 0
+    )
+    metadata = {k: json.loads(v) for k, v in (m["metadata"] or {}).items()}
+    return StudyRow(
+        study_id=m["study_id"],
+        name=m["name"],
+        state="completed" if completed else m["state"],
+        spec=m["spec"],
+        directions=list(m["directions"] or []),
+        metric_names=json.loads(m["metric_names"]) if m["metric_names"] else None,
+        metadata=metadata,
+        max_trials=m["max_trials"],
+        max_parallel=m["max_parallel"],
+        max_retries=m["max_retries"],
+        lease_seconds=m["lease_seconds"],
+        n_started=m["n_started"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        counts=counts,
+    )
+
+
+def get_study(conn: Connection, study_id: int) -> StudyRow | None:
+    row = conn.execute(text(_SELECT + " WHERE s.study_id = :id"), {"id": study_id})
+    m = row.mappings().one_or_none()
+    return None if m is None else _to_row(m)
+
+
+def get_study_by_name(conn: Connection, name: str) -> StudyRow | None:
+    row = conn.execute(text(_SELECT + " WHERE st.study_name = :name"), {"name": name})
+    m = row.mappings().one_or_none()
+    return None if m is None else _to_row(m)
+
+
+def list_studies(
+    conn: Connection, *, state: str | None, after_id: int | None, limit: int
+) -> list[StudyRow]:
+    clauses = ["(CAST(:after AS int) IS NULL OR s.study_id > :after)"]
+    if state is not None:
+        clauses.append(_STATE_FILTERS[state])
+    sql = _SELECT + " WHERE " + " AND ".join(clauses) + " ORDER BY s.study_id LIMIT :limit"
+    rows = conn.execute(text(sql), {"after": after_id, "limit": limit}).mappings()
+    return [_to_row(m) for m in rows]
+
+
+_UPDATE = text(
+    f"""
+    WITH s AS (
+        UPDATE hpo_studies
+           SET state = coalesce(:state, state),
+               max_trials = CASE WHEN :set_max_trials THEN :max_trials ELSE max_trials END,
+               max_parallel = CASE WHEN :set_max_parallel THEN :max_parallel
+                                   ELSE max_parallel END,
+               updated_at = now()
+         WHERE study_id = :study_id
+        RETURNING study_id
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(s.study_id AS text)) FROM s)
+    SELECT s.study_id, (SELECT count(*) FROM n) FROM s
+    """
+)
+
+
+def update_study(
+    conn: Connection,
+    study_id: int,
+    *,
+    state: str | None,
+    max_trials: tuple[int | None] | None,
+    max_parallel: tuple[int | None] | None,
+) -> bool:
+    """Change the stored state and budgets (a 1-tuple sets a field, even to None)."""
+    result = conn.execute(
+        _UPDATE,
+        {
+            "study_id": study_id,
+            "state": state,
+            "set_max_trials": max_trials is not None,
+            "max_trials": max_trials[0] if max_trials else None,
+            "set_max_parallel": max_parallel is not None,
+            "max_parallel": max_parallel[0] if max_parallel else None,
+        },
+    ).one_or_none()
+    return result is not None
+
+
+def replace_metadata(conn: Connection, study_id: int, metadata: Mapping[str, Any]) -> None:
+    conn.execute(text("DELETE FROM study_user_attributes WHERE study_id = :id"), {"id": study_id})
+    conn.execute(
+        text(
+            """
+            INSERT INTO study_user_attributes (study_id, key, value_json)
+            SELECT :id, x.key, x.value
+              FROM unnest(CAST(:keys AS text[]), CAST(:values AS text[])) AS x(key, value)
+            """
+        ),
+        {
+            "id": study_id,
+            "keys": list(metadata),
+            "values": [json.dumps(v) for v in metadata.values()],
+        },
+    )
+
+
+_DELETE = [
+    f"DELETE FROM {table} WHERE trial_id IN (SELECT trial_id FROM trials WHERE study_id = :id)"
+    for table in (
+        "trial_params",
+        "trial_values",
+        "trial_intermediate_values",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trial_heartbeats",
+    )
+] + [
+    "DELETE FROM trials WHERE study_id = :id",
+    "DELETE FROM study_directions WHERE study_id = :id",
+    "DELETE FROM study_user_attributes WHERE study_id = :id",
+    "DELETE FROM study_system_attributes WHERE study_id = :id",
+    "DELETE FROM studies WHERE study_id = :id",
+]
+
+
+def lock_study_row(conn: Connection, study_id: int) -> bool:
+    found = conn.execute(
+        text("SELECT 1 FROM hpo_studies WHERE study_id = :id FOR UPDATE"), {"id": study_id}
+    ).one_or_none()
+    return found is not None
+
+
+def delete_study(conn: Connection, study_id: int) -> None:
+    """Delete the study and everything under it, Optuna's rows and ours (ON DELETE CASCADE)."""
+    for statement in _DELETE:
+        conn.execute(text(statement), {"id": study_id})
+
+
+def load_definition_row(conn: Connection, study_id: int) -> RowMapping | None:
+    return (
+        conn.execute(
+            text(
+                """
+                SELECT st.study_name AS name, s.spec,
+                       (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
+                          FROM study_directions d WHERE d.study_id = st.study_id) AS directions
+                  FROM hpo_studies s JOIN studies st ON st.study_id = s.study_id
+                 WHERE s.study_id = :id
+                """
+            ),
+            {"id": study_id},
+        )
+        .mappings()
+        .one_or_none()
+    )

@@ -1,0 +1,180 @@
+"""The rules of studies: what may be created, how states change, what deletion removes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from service import idempotency
+from service.errors import DuplicateName, NotFound, SpecError
+from service.idempotency import IdempotencyKey, KeyRace
+from service.pagination import DEFAULT_LIMIT, Page, decode_cursor, encode_cursor
+from service.sampling.registry import StudyViews
+from service.sampling.view import StudyDefinition
+from service.spec import PrunerSpec, SamplerSpec, check_study, grid_point_count, parse_search_space
+from service.studies import repository as repo
+from service.studies.schemas import StudyCreate, StudyOut, StudyPatch, TrialCounts
+
+
+class StudyService:
+    def __init__(self, engine: Engine, views: StudyViews) -> None:
+        self._engine = engine
+        self._views = views
+
+    def create(self, body: StudyCreate, idem: IdempotencyKey | None = None) -> StudyOut:
+        """Validate the whole specification (a dry run of its sampler and pruner), then store it.
+
+        409 ``duplicate_name`` if a study (the service's or a plain Optuna one) has the name.
+        """
+        max_trials = self._budget(body)
+        check_study(body.sampler, body.pruner, body.search_space, body.directions, max_trials)
+        spec = {
+            "search_space": {k: v.model_dump(mode="json") for k, v in body.search_space.items()},
+            "sampler": body.sampler.model_dump(mode="json"),
+            "pruner": body.pruner.model_dump(mode="json"),
+            "task": body.task,
+        }
+        try:
+            with self._engine.begin() as conn:
+                if idem is not None and (stored := idempotency.find(conn, idem)) is not None:
+                    return StudyOut.model_validate(stored.body)
+                study_id = repo.insert_study(
+                    conn,
+                    name=body.name,
+                    directions=body.directions,
+                    metric_names=body.metric_names,
+                    metadata=body.metadata,
+                    spec=spec,
+                    task_name=body.task["name"] if body.task else None,
+                    max_trials=max_trials,
+                    max_parallel=body.max_parallel,
+                    max_retries=body.max_retries,
+                    lease_seconds=body.lease_seconds,
+                )
+                row = repo.get_study(conn, study_id)
+                assert row is not None
+                out = to_study_out(row)
+                if idem is not None:
+                    idempotency.record(conn, idem, 201, out.model_dump(mode="json"))
+        except IntegrityError as exc:
+            if "study_name" in str(exc.orig):
+                raise DuplicateName(f"a study named {body.name!r} already exists") from None
+            raise
+        except KeyRace:
+            assert idem is not None
+            with self._engine.connect() as conn:
+                stored = idempotency.find(conn, idem)
+            assert stored is not None
+            return StudyOut.model_validate(stored.body)
+        return out
+
+    @staticmethod
+    def _budget(body: StudyCreate) -> int | None:
+        """A grid study's budget defaults to (and may not exceed) the size of its grid."""
+        if body.sampler.name != "grid":
+            return body.max_trials
+        size = grid_point_count(body.sampler, body.search_space)
+        if body.max_trials is not None and body.max_trials > size:
+            raise SpecError(
+                f"max_trials {body.max_trials} exceeds the grid's {size} points",
+                [{"loc": ["max_trials"], "msg": f"the grid has only {size} points"}],
+            )
+        return body.max_trials or size
+
+    def get(self, study_id: int) -> StudyOut:
+        with self._engine.connect() as conn:
+            row = repo.get_study(conn, study_id)
+        if row is None:
+            raise NotFound(f"study {study_id} does not exist")
+        return to_study_out(row)
+
+    def get_by_name(self, name: str) -> StudyOut:
+        with self._engine.connect() as conn:
+            row = repo.get_study_by_name(conn, name)
+        if row is None:
+            raise NotFound(f"no study named {name!r}")
+        return to_study_out(row)
+
+    def list(
+        self, *, state: str | None, cursor: str | None, limit: int = DEFAULT_LIMIT
+    ) -> Page[StudyOut]:
+        kind = f"studies:{state or ''}"
+        after = decode_cursor(cursor, kind)
+        with self._engine.connect() as conn:
+            rows = repo.list_studies(conn, state=state, after_id=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(kind, rows[-1].study_id) if more else None
+        return Page[StudyOut](items=[to_study_out(r) for r in rows], next_cursor=next_cursor)
+
+    def update(self, study_id: int, patch: StudyPatch) -> StudyOut:
+        """Pause (no new trials; running ones go on), resume, stop (running trials are told to
+        stop at their next heartbeat), change budgets or replace metadata."""
+        fields = patch.model_fields_set
+        with self._engine.begin() as conn:
+            found = repo.update_study(
+                conn,
+                study_id,
+                state=patch.state,
+                max_trials=(patch.max_trials,) if "max_trials" in fields else None,
+                max_parallel=(patch.max_parallel,) if "max_parallel" in fields else None,
+            )
+            if not found:
+                raise NotFound(f"study {study_id} does not exist")
+            if patch.metadata is not None:
+                repo.replace_metadata(conn, study_id, patch.metadata)
+            row = repo.get_study(conn, study_id)
+        assert row is not None
+        return to_study_out(row)
+
+    def delete(self, study_id: int) -> None:
+        """Delete the study with all its trials (Optuna's rows and ours) in one transaction."""
+        with self._engine.begin() as conn:
+            if not repo.lock_study_row(conn, study_id):
+                raise NotFound(f"study {study_id} does not exist")
+            repo.delete_study(conn, study_id)
+        self._views.discard(study_id)
+
+
+def to_study_out(row: repo.StudyRow) -> StudyOut:
+    spec = row.spec
+    return StudyOut(
+        id=row.study_id,
+        name=row.name,
+        state=row.state,
+        directions=row.directions,
+        metric_names=row.metric_names,
+        search_space=spec["search_space"],
+        sampler=spec["sampler"],
+        pruner=spec["pruner"],
+        task=spec.get("task"),
+        max_trials=row.max_trials,
+        max_parallel=row.max_parallel,
+        max_retries=row.max_retries,
+        lease_seconds=row.lease_seconds,
+        metadata=row.metadata,
+        n_trials_started=row.n_started,
+        trial_counts=TrialCounts(**row.counts),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def load_definition(engine: Engine, study_id: int) -> StudyDefinition:
+    """What a study view is built from (immutable after creation)."""
+    with engine.connect() as conn:
+        row = repo.load_definition_row(conn, study_id)
+    if row is None:
+        raise NotFound(f"study {study_id} does not exist")
+    spec: dict[str, Any] = row["spec"]
+    return StudyDefinition(
+        study_id=study_id,
+        name=row["name"],
+        directions=list(row["directions"]),
+        search_space=parse_search_space(spec["search_space"]),
+        sampler=SamplerSpec.model_validate(spec["sampler"]),
+        pruner=PrunerSpec.model_validate(spec["pruner"]),
+        task=spec.get("task"),
+    )

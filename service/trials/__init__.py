@@ -1,0 +1,1 @@
+"""Trials: hand-out (ask, claim, enqueue), leases, reports, completion, reads."""

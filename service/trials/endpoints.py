@@ -1,0 +1,163 @@
+"""HTTP for trials: ask, claim (long poll), enqueue, lease calls, reads."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from service.api.deps import (
+    IdempotencyHeader,
+    SettingsDep,
+    TrialsDep,
+    WorkSignalDep,
+    idempotency_key,
+)
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from service.trials.schemas import (
+    AskIn,
+    AttrsIn,
+    BestOut,
+    ClaimIn,
+    CompleteIn,
+    EnqueueIn,
+    HeartbeatOut,
+    LeasedTrialOut,
+    LeaseIn,
+    ReportIn,
+    ReportOut,
+    TrialOut,
+    TrialStateName,
+)
+from service.trials.service import HandOut
+
+router = APIRouter(tags=["trials"])
+
+NO_TRIAL_HEADER = "HPO-No-Trial-Reason"
+_HANDOUT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"model": LeasedTrialOut, "description": "a trial under a lease"},
+    204: {"description": f"no trial now; the {NO_TRIAL_HEADER} header says why when known"},
+}
+
+
+def _handout_response(result: HandOut) -> Response:
+    if result.trial is not None:
+        return JSONResponse(result.trial.model_dump(mode="json"))
+    headers = {NO_TRIAL_HEADER: result.reason} if result.reason else None
+    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=headers)
+
+
+@router.post("/studies/{study_id}/trials", responses=_HANDOUT_RESPONSES)
+def ask(
+    study_id: int, body: AskIn, trials: TrialsDep, request: Request, key: IdempotencyHeader = None
+) -> Response:
+    """Ask for the study's next trial (a queued one first, else a new sample)."""
+    idem = idempotency_key(request, key, body.model_dump(mode="json"))
+    return _handout_response(trials.ask(study_id, body.worker_id, idem))
+
+
+@router.post("/trials/claim", responses=_HANDOUT_RESPONSES)
+async def claim(
+    body: ClaimIn,
+    trials: TrialsDep,
+    signal: WorkSignalDep,
+    settings: SettingsDep,
+    request: Request,
+    key: IdempotencyHeader = None,
+) -> Response:
+    """Lease one trial from any running study this worker may take, fairly across studies.
+
+    With ``wait_seconds`` the request waits (long poll) until a trial is available; a trial
+    finishing, a study created or resumed anywhere wakes it at once.
+    """
+    idem = idempotency_key(request, key, body.model_dump(mode="json"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.wait_seconds, settings.claim_max_wait_s)
+    while True:
+        woken = signal.waiter()  # subscribe before trying, so no notification is missed
+        try:
+            result = await run_in_threadpool(
+                trials.claim, body.worker_id, body.study_ids, body.tasks, idem
+            )
+            remaining = deadline - loop.time()
+            if result.trial is not None or remaining <= 0 or await request.is_disconnected():
+                return _handout_response(result)
+            await signal.wait(woken, min(remaining, settings.claim_repoll_s))
+        finally:
+            signal.forget(woken)
+
+
+@router.post("/studies/{study_id}/trials/enqueue", status_code=status.HTTP_201_CREATED)
+def enqueue(study_id: int, body: EnqueueIn, trials: TrialsDep) -> TrialOut:
+    """Queue a configuration (some or all parameters) to run before new samples."""
+    return trials.enqueue(study_id, body.params, body.user_attrs)
+
+
+@router.post("/trials/{trial_id}/heartbeat")
+def heartbeat(trial_id: int, body: LeaseIn, trials: TrialsDep) -> HeartbeatOut:
+    expires_at, should_stop = trials.heartbeat(trial_id, body.lease_token)
+    return HeartbeatOut(expires_at=expires_at, should_stop=should_stop)
+
+
+@router.post("/trials/{trial_id}/report")
+def report(trial_id: int, body: ReportIn, trials: TrialsDep) -> ReportOut:
+    """An intermediate value at ``step``; the study's pruner answers ``should_prune``."""
+    prune, stop = trials.report(trial_id, body.lease_token, body.step, body.value)
+    return ReportOut(should_prune=prune, should_stop=stop)
+
+
+@router.post("/trials/{trial_id}/attrs", status_code=status.HTTP_204_NO_CONTENT)
+def set_attrs(trial_id: int, body: AttrsIn, trials: TrialsDep) -> Response:
+    """Set user attributes of a running trial (they are also accepted by complete)."""
+    trials.set_attrs(trial_id, body.lease_token, body.user_attrs)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/trials/{trial_id}/complete")
+def complete(trial_id: int, body: CompleteIn, trials: TrialsDep) -> TrialOut:
+    """Finish the trial: complete with values, pruned, or failed with a reason."""
+    return trials.complete(
+        trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
+    )
+
+
+@router.post("/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT)
+def release(trial_id: int, body: LeaseIn, trials: TrialsDep) -> Response:
+    """Give the lease back (worker shutting down): the trial is queued again as it is."""
+    trials.release(trial_id, body.lease_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/trials/{trial_id}")
+def get_trial(trial_id: int, trials: TrialsDep) -> TrialOut:
+    return trials.get(trial_id)
+
+
+@router.get("/studies/{study_id}/trials")
+def list_trials(
+    study_id: int,
+    trials: TrialsDep,
+    state: Annotated[list[TrialStateName] | None, Query()] = None,
+    sort: Literal["number", "-number", "value", "-value"] = "number",
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    include_intermediate: bool = False,
+) -> Page[TrialOut]:
+    """Trials of a study, filtered by state, sorted by number or first objective value."""
+    return trials.list(
+        study_id,
+        states=state,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+        intermediate=include_intermediate,
+    )
+
+
+@router.get("/studies/{study_id}/best")
+def best(study_id: int, trials: TrialsDep) -> BestOut:
+    """The best complete trial, or the Pareto front of a multi-objective study."""
+    return trials.best(study_id)

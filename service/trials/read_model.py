@@ -1,0 +1,54 @@
+"""Rows of Optuna's tables (with our lease columns) as the API's trial objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
+from service.studies.repository import API_STATE
+from service.trials.schemas import IntermediateValue, TrialOut
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Optuna keeps naive UTC timestamps; the API always answers with aware ones."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def to_trial_out(row: Mapping[str, Any], *, intermediate: bool) -> TrialOut:
+    params, _ = decode_params(row["params"])
+    state = API_STATE[row["state"]]
+    values = decode_values(row["trial_values"]) if state == "complete" else None
+    start, end = utc(row["datetime_start"]), utc(row["datetime_complete"])
+    out = TrialOut(
+        id=row["trial_id"],
+        study_id=row["study_id"],
+        number=row["number"],
+        state=state,
+        attempt=row["attempt"],
+        params=params,
+        values=values,
+        value=values[0] if values else None,
+        user_attrs=decode_attrs(row["user_attrs"]),
+        fail_reason=row["fail_reason"],
+        worker_id=row["worker_id"],
+        datetime_start=start,
+        datetime_complete=end if state in ("complete", "pruned", "failed") else None,
+        duration_s=(end - start).total_seconds() if start and end else None,
+        lease_expires_at=row["lease_expires_at"] if state == "running" else None,
+    )
+    if intermediate:
+        curve = decode_intermediate(row["intermediate"])
+        out.intermediate_values = [
+            IntermediateValue(step=step, value=finite_or_none(value))
+            for step, value in sorted(curve.items())
+        ]
+    return out

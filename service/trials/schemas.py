@@ -1,0 +1,131 @@
+"""Request and response bodies of the trial endpoints (field names are a public contract)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TrialStateName = Literal["waiting", "running", "complete", "pruned", "failed"]
+WorkerId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Token = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AskIn(_In):
+    worker_id: WorkerId
+
+
+class ClaimIn(_In):
+    worker_id: WorkerId
+    study_ids: list[int] | None = Field(default=None, max_length=1000)
+    tasks: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=100
+    )
+    wait_seconds: float = Field(default=0.0, ge=0, le=60, description="long poll, at most 60 s")
+
+
+class EnqueueIn(_In):
+    params: dict[str, Any] = Field(description="values of some or all parameters")
+    user_attrs: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeaseIn(_In):
+    lease_token: Token
+
+
+class ReportIn(LeaseIn):
+    step: int = Field(ge=0, le=2**31 - 1)
+    value: float
+
+
+class AttrsIn(LeaseIn):
+    user_attrs: dict[str, Any] = Field(min_length=1, max_length=100)
+
+
+class CompleteIn(LeaseIn):
+    """``{"values": [...]}`` completes, ``{"state": "pruned"}`` prunes,
+    ``{"state": "failed", "reason": "..."}`` fails."""
+
+    state: Literal["complete", "pruned", "failed"] = "complete"
+    values: list[float] | None = Field(default=None, min_length=1, max_length=16)
+    reason: str | None = Field(default=None, max_length=2000)
+    user_attrs: dict[str, Any] = Field(default_factory=dict, max_length=100)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CompleteIn:
+        if self.state == "complete":
+            if self.values is None:
+                raise ValueError("a complete trial needs 'values' (one per objective)")
+            if any(math.isnan(v) for v in self.values):
+                raise ValueError("values must not be NaN; complete the trial as 'failed' instead")
+        elif self.values is not None:
+            raise ValueError(f"a {self.state} trial takes no 'values'")
+        if self.reason is not None and self.state != "failed":
+            raise ValueError("'reason' is only for failed trials")
+        return self
+
+
+class LeaseOut(BaseModel):
+    token: str
+    expires_at: dt.datetime
+    heartbeat_seconds: int
+
+
+class LeasedTrialOut(BaseModel):
+    """A trial handed out under a lease by ask or claim."""
+
+    id: int
+    study_id: int
+    number: int
+    state: Literal["running"] = "running"
+    attempt: int
+    params: dict[str, Any]
+    task: dict[str, Any] | None
+    lease: LeaseOut
+
+
+class HeartbeatOut(BaseModel):
+    expires_at: dt.datetime
+    should_stop: bool
+
+
+class ReportOut(BaseModel):
+    should_prune: bool
+    should_stop: bool = False
+
+
+class IntermediateValue(BaseModel):
+    step: int
+    value: float | None
+
+
+class TrialOut(BaseModel):
+    id: int
+    study_id: int
+    number: int
+    state: TrialStateName
+    attempt: int
+    params: dict[str, Any]
+    values: list[float | None] | None
+    value: float | None = Field(description="the first objective's value")
+    user_attrs: dict[str, Any]
+    fail_reason: str | None
+    worker_id: str | None
+    datetime_start: dt.datetime | None
+    datetime_complete: dt.datetime | None
+    duration_s: float | None
+    lease_expires_at: dt.datetime | None
+    intermediate_values: list[IntermediateValue] | None = None
+
+
+class BestOut(BaseModel):
+    """Single objective: ``best`` is the best complete trial. Several: ``pareto_front``."""
+
+    best: TrialOut | None = None
+    pareto_front: list[TrialOut] | None = None

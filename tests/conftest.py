@@ -1,0 +1,61 @@
+"""Fixtures: one real PostgreSQL database per test session, emptied before each test.
+
+The database is created on the machine's PostgreSQL (127.0.0.1:5432, user postgres) when it
+answers, else on the embedded PostgreSQL, so the suite passes on a machine with only Python.
+Its schema is built by ``hpo db upgrade``'s code path (Optuna's schema, then our migrations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from service.app import create_app
+from service.db import migrate
+from service.db.engine import create_db_engine
+from service.settings import ServerSettings
+from tests.support import ScratchDatabase
+
+
+@pytest.fixture(scope="session")
+def test_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabase]:
+    db = ScratchDatabase(tmp_path_factory.mktemp("pg"))
+    migrate.upgrade(db.url)
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def db(test_db: ScratchDatabase) -> ScratchDatabase:
+    """The session database, emptied."""
+    test_db.truncate()
+    return test_db
+
+
+@pytest.fixture
+def engine(db: ScratchDatabase) -> Iterator[Engine]:
+    engine = create_db_engine(db.url, pool_size=2, max_overflow=2)
+    yield engine
+    engine.dispose()
+
+
+def server_settings(db: ScratchDatabase, tmp_path: Path, **overrides: object) -> ServerSettings:
+    values: dict[str, object] = {
+        "database_url": SecretStr(db.url_string),
+        "data_dir": tmp_path / "data",
+        "reaper_interval_s": 0.2,
+        **overrides,
+    }
+    return ServerSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
+    """The app in-process (its lifespan runs: engine, LISTEN thread, reaper)."""
+    with TestClient(create_app(server_settings(db, tmp_path))) as c:
+        yield c

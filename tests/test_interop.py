@@ -1,0 +1,72 @@
+"""Optuna reads the service's database unchanged and sees what the API shows."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from fastapi.testclient import TestClient
+
+from tests.api.helpers import API, ask, complete, create_study, report
+from tests.support import ScratchDatabase
+
+
+def _api_state(state: optuna.trial.TrialState) -> str:
+    return {
+        "COMPLETE": "complete",
+        "PRUNED": "pruned",
+        "FAIL": "failed",
+        "RUNNING": "running",
+        "WAITING": "waiting",
+    }[state.name]
+
+
+def test_load_study_sees_what_the_api_shows(client: TestClient, db: ScratchDatabase) -> None:
+    sid = create_study(client, name="interop", metric_names=["val_loss"])["id"]
+    done = ask(client, sid)
+    for step, value in enumerate([0.9, 0.6, 0.4]):
+        report(client, done, step, value)
+    complete(client, done, 0.4)
+    pruned = ask(client, sid)
+    report(client, pruned, 0, 2.0)
+    client.post(
+        f"{API}/trials/{pruned['id']}/complete",
+        json={"lease_token": pruned["lease"]["token"], "state": "pruned"},
+    )
+    failed = ask(client, sid)
+    client.post(
+        f"{API}/trials/{failed['id']}/complete",
+        json={"lease_token": failed["lease"]["token"], "state": "failed", "reason": "nan"},
+    )
+    ask(client, sid)  # running
+    client.post(f"{API}/studies/{sid}/trials/enqueue", json={"params": {"lr": 0.001}})  # waiting
+
+    study = optuna.load_study(study_name="interop", storage=db.url_string)
+    api_trials = client.get(f"{API}/studies/{sid}/trials", params={"include_intermediate": True})
+    by_number = {t["number"]: t for t in api_trials.json()["items"]}
+    assert len(study.trials) == len(by_number) == 5
+    for trial in study.trials:
+        api = by_number[trial.number]
+        assert trial._trial_id == api["id"]
+        assert _api_state(trial.state) == api["state"]
+        assert trial.params == api["params"]
+        assert trial.values == api["values"]
+        curve = {v["step"]: v["value"] for v in api["intermediate_values"]}
+        assert trial.intermediate_values == curve
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.best_trial.number == done["number"] and math.isclose(study.best_value, 0.4)
+    assert study.metric_names == ["val_loss"]
+    assert study.user_attrs == {"owner": "vision-team"}
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert waiting[0].system_attrs["fixed_params"] == {"lr": 0.001}
+
+
+def test_optuna_can_continue_a_service_study(client: TestClient, db: ScratchDatabase) -> None:
+    """A plain Optuna client on the same database reads the history the service wrote."""
+    sid = create_study(client, name="shared")["id"]
+    for value in (0.5, 0.2):
+        complete(client, ask(client, sid), value)
+    study = optuna.load_study(study_name="shared", storage=db.url_string)
+    frame = study.trials_dataframe()
+    assert list(frame["value"]) == [0.5, 0.2]
+    assert {"params_lr", "params_n_layers", "params_batch_size"} <= set(frame.columns)

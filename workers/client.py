@@ -1,0 +1,293 @@
+"""A small typed client of the HPO service's HTTP API.
+
+Transport errors and 5xx answers are retried with exponential backoff (up to ``retry_for_s``
+seconds); every other 4xx raises at once as an :class:`ApiError` subclass. POSTs that create
+something (create study, ask, claim) carry an ``Idempotency-Key`` that is reused across the
+retries of one call, so a retried request never creates a second trial or loses a lease.
+
+Exceptions::
+
+    ApiError            any error answer: .status, .code, .message, .details
+    ├── NotFoundError   404
+    ├── LeaseLostError  409 lease_lost: the lease is gone, drop the trial
+    └── ConflictError   other 409s (duplicate name, invalid state, trial finished)
+    Unavailable         the API could not be reached within the retry budget
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+JSON = Any
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: JSON = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class ConflictError(ApiError):
+    pass
+
+
+class LeaseLostError(ConflictError):
+    pass
+
+
+class Unavailable(Exception):
+    """The API did not answer (connection refused, timeouts, 5xx) within the retry budget."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A trial handed out by ask or claim."""
+
+    trial_id: int
+    study_id: int
+    number: int
+    attempt: int
+    params: dict[str, Any]
+    task: dict[str, Any] | None
+    token: str
+    expires_at: str
+    heartbeat_seconds: int
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Lease:
+        lease = doc["lease"]
+        return cls(
+            trial_id=doc["id"],
+            study_id=doc["study_id"],
+            number=doc["number"],
+            attempt=doc["attempt"],
+            params=dict(doc["params"]),
+            task=doc.get("task"),
+            token=lease["token"],
+            expires_at=lease["expires_at"],
+            heartbeat_seconds=lease["heartbeat_seconds"],
+        )
+
+
+@dataclass(frozen=True)
+class NoTrial:
+    """Ask/claim had nothing to give; ``reason`` (paused, stopped, max_parallel, budget_spent)
+    when the server said why."""
+
+    reason: str | None
+
+
+class HPOClient:
+    """Thread-safe (httpx.Client is); one instance per process is enough."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        retry_for_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v1",
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self.retry_for_s = retry_for_s
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HPOClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport ----
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: JSON = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool = False,
+        timeout_s: float | None = None,
+        retry_for_s: float | None = None,
+    ) -> httpx.Response:
+        """One API call with retries; returns 2xx responses, raises ApiError for 4xx."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if idempotent else {}
+        budget = self.retry_for_s if retry_for_s is None else retry_for_s
+        deadline = time.monotonic() + budget
+        delay = 0.2
+        while True:
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                if response.status_code < 500:
+                    break
+                failure: str = f"{response.status_code} from {method} {path}"
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() + delay > deadline:
+                raise Unavailable(f"the API did not answer {method} {path}: {failure}")
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    # ---- studies ----
+
+    def create_study(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", "/studies", json=spec, idempotent=True).json())
+
+    def get_study(self, study: int | str) -> dict[str, Any]:
+        """By id, or by name (a string that is not all digits)."""
+        if isinstance(study, str) and not study.isdigit():
+            return dict(self.request("GET", f"/studies/by-name/{study}").json())
+        return dict(self.request("GET", f"/studies/{int(study)}").json())
+
+    def list_studies(self, state: str | None = None) -> Iterator[dict[str, Any]]:
+        yield from self._pages("/studies", {"state": state} if state else {})
+
+    def update_study(self, study_id: int, **changes: Any) -> dict[str, Any]:
+        return dict(self.request("PATCH", f"/studies/{study_id}", json=changes).json())
+
+    def delete_study(self, study_id: int) -> None:
+        self.request("DELETE", f"/studies/{study_id}")
+
+    # ---- trials ----
+
+    def ask(self, study_id: int, worker_id: str) -> Lease | NoTrial:
+        response = self.request(
+            "POST", f"/studies/{study_id}/trials", json={"worker_id": worker_id}, idempotent=True
+        )
+        return _lease_or_none(response)
+
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        study_ids: Sequence[int] | None = None,
+        tasks: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+    ) -> Lease | NoTrial:
+        body = {
+            "worker_id": worker_id,
+            "study_ids": list(study_ids) if study_ids is not None else None,
+            "tasks": list(tasks) if tasks is not None else None,
+            "wait_seconds": wait_seconds,
+        }
+        response = self.request(
+            "POST", "/trials/claim", json=body, idempotent=True, timeout_s=wait_seconds + 30.0
+        )
+        return _lease_or_none(response)
+
+    def enqueue(
+        self, study_id: int, params: Mapping[str, Any], user_attrs: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = {"params": dict(params), "user_attrs": dict(user_attrs or {})}
+        return dict(self.request("POST", f"/studies/{study_id}/trials/enqueue", json=body).json())
+
+    def heartbeat(self, trial_id: int, token: str) -> dict[str, Any]:
+        body = {"lease_token": token}
+        return dict(self.request("POST", f"/trials/{trial_id}/heartbeat", json=body).json())
+
+    def report(self, trial_id: int, token: str, step: int, value: float) -> dict[str, Any]:
+        """Returns ``{"should_prune": bool, "should_stop": bool}``."""
+        body = {"lease_token": token, "step": step, "value": value}
+        return dict(self.request("POST", f"/trials/{trial_id}/report", json=body).json())
+
+    def set_attrs(self, trial_id: int, token: str, attrs: Mapping[str, Any]) -> None:
+        body = {"lease_token": token, "user_attrs": dict(attrs)}
+        self.request("POST", f"/trials/{trial_id}/attrs", json=body)
+
+    def complete(
+        self,
+        trial_id: int,
+        token: str,
+        *,
+        values: Sequence[float] | None = None,
+        state: str = "complete",
+        reason: str | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        retry_for_s: float | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"lease_token": token, "state": state}
+        if values is not None:
+            body["values"] = list(values)
+        if reason is not None:
+            body["reason"] = reason
+        if user_attrs:
+            body["user_attrs"] = dict(user_attrs)
+        response = self.request(
+            "POST", f"/trials/{trial_id}/complete", json=body, retry_for_s=retry_for_s
+        )
+        return dict(response.json())
+
+    def release(self, trial_id: int, token: str) -> None:
+        self.request("POST", f"/trials/{trial_id}/release", json={"lease_token": token})
+
+    def get_trial(self, trial_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/trials/{trial_id}").json())
+
+    def trials(self, study_id: int, **filters: Any) -> Iterator[dict[str, Any]]:
+        yield from self._pages(f"/studies/{study_id}/trials", filters)
+
+    def best(self, study_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/studies/{study_id}/best").json())
+
+    def _pages(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        query = {k: v for k, v in params.items() if v is not None}
+        while True:
+            page = self.request("GET", path, params=query).json()
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            query["cursor"] = page["next_cursor"]
+
+
+def _lease_or_none(response: httpx.Response) -> Lease | NoTrial:
+    if response.status_code == 204:
+        return NoTrial(response.headers.get("HPO-No-Trial-Reason"))
+    return Lease.from_json(response.json())
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        code, message, details = error["code"], error["message"], error.get("details")
+    except (ValueError, KeyError, TypeError):
+        code, message, details = "http_error", response.text[:500], None
+    cls: type[ApiError] = ApiError
+    if response.status_code == 404:
+        cls = NotFoundError
+    elif response.status_code == 409:
+        cls = LeaseLostError if code == "lease_lost" else ConflictError
+    return cls(response.status_code, code, message, details)
