@@ -43,7 +43,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    api = [Depends(require_token)]
+    # The token check is only wired in when a token is configured (it costs a dependency
+    # resolution on every hot-path request otherwise).
+    api = [Depends(require_token)] if settings.api_token is not None else []
     app.include_router(studies_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(trials_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(health_router)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from service.db.prepared import Statement
 from service.errors import IdempotencyMismatch, ServiceError
 
 
@@ -33,6 +34,16 @@ class IdempotencyKey:
 class StoredResponse:
     status_code: int
     body: Any
+
+
+_RECORD = Statement(
+    """
+    INSERT INTO hpo_idempotency_keys (scope, key, request_hash, status_code, response)
+    VALUES (:scope, :key, :hash, :status, CAST(:body AS jsonb))
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+    """
+)
 
 
 class KeyRace(ServiceError):
@@ -59,15 +70,8 @@ def find(conn: Connection, key: IdempotencyKey) -> StoredResponse | None:
 
 def record(conn: Connection, key: IdempotencyKey, status_code: int, body: Any) -> None:
     """Store the response; raises :class:`KeyRace` if the key was stored concurrently."""
-    inserted = conn.execute(
-        text(
-            """
-            INSERT INTO hpo_idempotency_keys (scope, key, request_hash, status_code, response)
-            VALUES (:scope, :key, :hash, :status, CAST(:body AS jsonb))
-            ON CONFLICT DO NOTHING
-            RETURNING 1
-            """
-        ),
+    inserted = _RECORD.one_or_none(
+        conn,
         {
             "scope": key.scope,
             "key": key.key,
@@ -75,6 +79,6 @@ def record(conn: Connection, key: IdempotencyKey, status_code: int, body: Any) -
             "status": status_code,
             "body": json.dumps(body, default=str),
         },
-    ).one_or_none()
+    )
     if inserted is None:
         raise KeyRace("idempotency key stored concurrently")

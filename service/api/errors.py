@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
@@ -79,6 +80,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A lost or refused database connection is the server's problem, and a passing one: 503,
+    which clients retry. (The pool has already dropped the broken connection.)"""
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        logger.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, exc.orig
+        )
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal server error")
@@ -88,4 +106,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -13,11 +13,14 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from service.db.prepared import Statement
 from service.errors import NotFound
 
 CURRENT_XID = "(pg_current_xact_id()::text)::bigint"
 
-_LOCK_STUDY = text("SELECT pg_advisory_xact_lock(:namespace, :study_id)")
+_LOCK_STUDY = Statement(
+    "SELECT pg_advisory_xact_lock(CAST(:namespace AS int), CAST(:study_id AS int))"
+)
 # The advisory-lock namespace of "asks on one study" (the other int4 of the pair is the study id).
 ASK_LOCK_NAMESPACE = 0x6870  # "hp"
 
@@ -46,13 +49,26 @@ TRIAL_AGGREGATES = """
           FROM trial_system_attributes a WHERE a.trial_id = t.trial_id) AS system_attrs
 """
 
-_CHANGED_TRIALS = text(
-    f"""
+CHANGED_TRIALS_SQL = f"""
     SELECT t.trial_id, t.number, t.state::text AS state, t.datetime_start, t.datetime_complete,
            h.attempt, h.queued_at, h.lease_token IS NOT NULL AS leased,
            {TRIAL_AGGREGATES}
       FROM hpo_trials h JOIN trials t ON t.trial_id = h.trial_id
      WHERE h.study_id = :study_id AND h.change_xid >= :cursor
+"""
+_CHANGED_TRIALS = text(CHANGED_TRIALS_SQL)
+
+# The study's hand-out state and every trial changed since the view's cursor, in one round trip
+# (run after the ask lock is held, so it sees every hand-out committed before).
+_STATE_AND_CHANGES = Statement(
+    f"""
+    SELECT s.state, s.max_trials, s.max_parallel, s.n_started, s.lease_seconds,
+           (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS xmin,
+           (SELECT coalesce(json_object_agg(a.key, a.value_json), '{{}}')
+              FROM study_system_attributes a WHERE a.study_id = s.study_id) AS system_attrs,
+           (SELECT json_agg(c) FROM ({CHANGED_TRIALS_SQL}) AS c) AS changed
+      FROM hpo_studies s
+     WHERE s.study_id = :study_id
     """
 )
 
@@ -72,7 +88,7 @@ class StudyState:
 
 def lock_study_for_ask(conn: Connection, study_id: int) -> None:
     """Serialise asks on one study across every server process (released at commit)."""
-    conn.execute(_LOCK_STUDY, {"namespace": ASK_LOCK_NAMESPACE, "study_id": study_id})
+    _LOCK_STUDY.run(conn, {"namespace": ASK_LOCK_NAMESPACE, "study_id": study_id})
 
 
 def read_study_state(conn: Connection, study_id: int) -> StudyState:
@@ -80,6 +96,17 @@ def read_study_state(conn: Connection, study_id: int) -> StudyState:
     if row is None:
         raise NotFound(f"study {study_id} does not exist")
     return StudyState(**row)
+
+
+def read_state_and_changes(
+    conn: Connection, study_id: int, cursor: int
+) -> tuple[StudyState, list[dict[str, Any]]]:
+    """The study's state plus its trials changed by transactions with id >= ``cursor``."""
+    row = _STATE_AND_CHANGES.one_or_none(conn, {"study_id": study_id, "cursor": cursor})
+    if row is None:
+        raise NotFound(f"study {study_id} does not exist")
+    fields = {k: v for k, v in row.items() if k != "changed"}
+    return StudyState(**fields), list(row["changed"] or [])
 
 
 def read_transaction_horizon(conn: Connection) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,6 +106,8 @@ class StudyView:
         self.queued: dict[int, dt.datetime] = {}
         self.leased: set[int] = set()
         self.attempts: dict[int, int] = {}
+        # Every parameter combination in the view, to spot exact repeats in O(1).
+        self._points: set[tuple[tuple[str, Any], ...]] = set()
 
     @property
     def study_id(self) -> int:
@@ -118,16 +120,27 @@ class StudyView:
 
         ``horizon`` must have been read (``pg_snapshot_xmin``) no later than this query runs.
         """
-        for row in repo.read_changed_trials(conn, self.study_id, self.cursor):
+        self.apply_changes(repo.read_changed_trials(conn, self.study_id, self.cursor), horizon)
+
+    def apply_changes(self, rows: Iterable[Mapping[str, Any]], horizon: int) -> None:
+        """Apply trial rows read since the cursor; ``horizon`` (read no later) is the new one."""
+        for row in rows:
             self._apply(row)
         self.cursor = horizon
 
+    def add_intermediate_value(self, trial_id: int, step: int, value: float) -> None:
+        """This process's own report, applied without reading it back."""
+        self.storage.set_trial_intermediate_value(trial_id, step, value)
+
     def _apply(self, row: Mapping[str, Any]) -> None:
         trial_id = row["trial_id"]
-        self.storage.put_trial(_frozen_trial(row))
+        trial = _frozen_trial(row)
+        self.storage.put_trial(trial)
+        if trial.params:
+            self._points.add(_point(trial.params))
         self.attempts[trial_id] = row["attempt"]
         if row["queued_at"] is not None:
-            self.queued[trial_id] = row["queued_at"]
+            self.queued[trial_id] = _timestamp(row["queued_at"])
         else:
             self.queued.pop(trial_id, None)
         if row["leased"]:
@@ -194,9 +207,7 @@ class StudyView:
     def _duplicates_existing(self, params: Mapping[str, Any]) -> bool:
         """Exact repeats of a continuous point only come from twin RNG streams (for example two
         server processes with the same seed); resample those. Discrete repeats are legitimate."""
-        if not self._continuous:
-            return False
-        return any(t.params == params for t in self.storage.trials())
+        return self._continuous and _point(params) in self._points
 
     def should_prune(self, trial_id: int) -> tuple[bool, Journal]:
         """The study's pruner on the view (which already holds the new intermediate value)."""
@@ -218,6 +229,10 @@ def _rekey(journal: Journal, working_id: int) -> None:
         for attrs in (journal.trial_system_attrs, journal.trial_user_attrs):
             if working_id in attrs:
                 attrs[PROVISIONAL] = attrs.pop(working_id)
+
+
+def _point(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
@@ -244,8 +259,8 @@ def _frozen_trial(row: Mapping[str, Any]) -> FrozenTrial:
         state=state,
         value=None,
         values=values,
-        datetime_start=row["datetime_start"],
-        datetime_complete=row["datetime_complete"] if state.is_finished() else None,
+        datetime_start=_timestamp(row["datetime_start"]),
+        datetime_complete=_timestamp(row["datetime_complete"]) if state.is_finished() else None,
         params=params,
         distributions=distributions,
         user_attrs=decode_attrs(row["user_attrs"]),
@@ -253,3 +268,10 @@ def _frozen_trial(row: Mapping[str, Any]) -> FrozenTrial:
         intermediate_values=decode_intermediate(row["intermediate"]),
         trial_id=row["trial_id"],
     )
+
+
+def _timestamp(value: dt.datetime | str | None) -> dt.datetime | None:
+    """Rows come as Python values or, aggregated with json_agg, as ISO strings."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value

@@ -12,6 +12,7 @@ Not thread-safe: ``StudyView`` serialises all use with its lock.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import datetime as dt
 from collections.abc import Container, Sequence
@@ -56,7 +57,10 @@ class ViewStorage(BaseStorage):
         self._user_attrs = dict(user_attrs or {})
         self._system_attrs: dict[str, Any] = {}
         self._by_id: dict[int, FrozenTrial] = {}
-        self._ordered: list[FrozenTrial] | None = []
+        # Trials ordered by number, and each trial's index in that list, kept up to date
+        # incrementally: a refresh usually appends one trial or replaces one in place.
+        self._ordered: list[FrozenTrial] = []
+        self._index: dict[int, int] = {}
         self._by_states: dict[tuple[TrialState, ...] | None, list[FrozenTrial]] = {}
         self._next_provisional = _FIRST_PROVISIONAL_ID
         self.journal = Journal()
@@ -64,14 +68,33 @@ class ViewStorage(BaseStorage):
     # ---- maintenance by the view (not part of Optuna's interface) ----
 
     def put_trial(self, trial: FrozenTrial) -> None:
-        """Insert or replace a trial as read from the database."""
-        self._by_id[trial._trial_id] = trial
-        self._invalidate()
+        """Insert or replace a trial as read from the database (numbers never change)."""
+        trial_id = trial._trial_id
+        self._by_id[trial_id] = trial
+        index = self._index.get(trial_id)
+        if index is not None:
+            self._ordered[index] = trial
+        elif not self._ordered or trial.number > self._ordered[-1].number:
+            self._index[trial_id] = len(self._ordered)
+            self._ordered.append(trial)
+        else:
+            position = bisect.bisect_left([t.number for t in self._ordered], trial.number)
+            self._ordered.insert(position, trial)
+            self._reindex(position)
+        self._by_states.clear()
 
     def drop_trial(self, trial_id: int) -> FrozenTrial | None:
         trial = self._by_id.pop(trial_id, None)
-        self._invalidate()
+        index = self._index.pop(trial_id, None)
+        if index is not None:
+            del self._ordered[index]
+            self._reindex(index)
+        self._by_states.clear()
         return trial
+
+    def _reindex(self, start: int) -> None:
+        for position in range(start, len(self._ordered)):
+            self._index[self._ordered[position]._trial_id] = position
 
     def replace_system_attrs(self, attrs: dict[str, Any]) -> None:
         self._system_attrs = dict(attrs)
@@ -84,15 +107,13 @@ class ViewStorage(BaseStorage):
     def n_trials(self) -> int:
         return len(self._by_id)
 
+    @property
+    def next_number(self) -> int:
+        return self._ordered[-1].number + 1 if self._ordered else 0
+
     def trials(self) -> list[FrozenTrial]:
         """All trials ordered by number (shared objects: do not mutate)."""
-        if self._ordered is None:
-            self._ordered = sorted(self._by_id.values(), key=lambda t: t.number)
         return self._ordered
-
-    def _invalidate(self) -> None:
-        self._ordered = None
-        self._by_states.clear()
 
     def _trial(self, trial_id: int) -> FrozenTrial:
         try:
@@ -165,7 +186,7 @@ class ViewStorage(BaseStorage):
         self._check_study(study_id)
         trial_id = self._next_provisional
         self._next_provisional -= 1
-        number = max((t.number for t in self._by_id.values()), default=-1) + 1
+        number = self.next_number
         now = dt.datetime.now()
         if template_trial is None:
             trial = FrozenTrial(
@@ -205,9 +226,10 @@ class ViewStorage(BaseStorage):
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
         self._check_study(study_id)
-        for trial in self._by_id.values():
-            if trial.number == trial_number:
-                return trial._trial_id
+        numbers = [t.number for t in self._ordered]
+        position = bisect.bisect_left(numbers, trial_number)
+        if position < len(numbers) and numbers[position] == trial_number:
+            return self._ordered[position]._trial_id
         raise KeyError(f"no trial number {trial_number} in study {study_id}")
 
     def set_trial_state_values(

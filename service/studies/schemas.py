@@ -26,9 +26,7 @@ class StudyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: StudyName
-    directions: list[Direction] = Field(
-        default_factory=_minimize, min_length=1, max_length=16
-    )
+    directions: list[Direction] = Field(default_factory=_minimize, min_length=1, max_length=16)
     metric_names: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = None
     search_space: SearchSpace
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from service.api.deps import (
     IdempotencyHeader,
@@ -23,6 +23,7 @@ from service.trials.schemas import (
     BestOut,
     ClaimIn,
     CompleteIn,
+    CompleteOut,
     EnqueueIn,
     HeartbeatOut,
     LeasedTrialOut,
@@ -45,7 +46,7 @@ _HANDOUT_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def _handout_response(result: HandOut) -> Response:
     if result.trial is not None:
-        return JSONResponse(result.trial.model_dump(mode="json"))
+        return _json(result.trial)
     headers = {NO_TRIAL_HEADER: result.reason} if result.reason else None
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=headers)
 
@@ -96,17 +97,23 @@ def enqueue(study_id: int, body: EnqueueIn, trials: TrialsDep) -> TrialOut:
     return trials.enqueue(study_id, body.params, body.user_attrs)
 
 
-@router.post("/trials/{trial_id}/heartbeat")
-def heartbeat(trial_id: int, body: LeaseIn, trials: TrialsDep) -> HeartbeatOut:
+def _json(model: BaseModel) -> Response:
+    """Hot-path answers: serialised once by pydantic-core, not re-validated by FastAPI (the
+    route's ``response_model`` still documents the shape)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+@router.post("/trials/{trial_id}/heartbeat", response_model=HeartbeatOut)
+def heartbeat(trial_id: int, body: LeaseIn, trials: TrialsDep) -> Response:
     expires_at, should_stop = trials.heartbeat(trial_id, body.lease_token)
-    return HeartbeatOut(expires_at=expires_at, should_stop=should_stop)
+    return _json(HeartbeatOut(expires_at=expires_at, should_stop=should_stop))
 
 
-@router.post("/trials/{trial_id}/report")
-def report(trial_id: int, body: ReportIn, trials: TrialsDep) -> ReportOut:
+@router.post("/trials/{trial_id}/report", response_model=ReportOut)
+def report(trial_id: int, body: ReportIn, trials: TrialsDep) -> Response:
     """An intermediate value at ``step``; the study's pruner answers ``should_prune``."""
     prune, stop = trials.report(trial_id, body.lease_token, body.step, body.value)
-    return ReportOut(should_prune=prune, should_stop=stop)
+    return _json(ReportOut(should_prune=prune, should_stop=stop))
 
 
 @router.post("/trials/{trial_id}/attrs", status_code=status.HTTP_204_NO_CONTENT)
@@ -116,12 +123,22 @@ def set_attrs(trial_id: int, body: AttrsIn, trials: TrialsDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/trials/{trial_id}/complete")
-def complete(trial_id: int, body: CompleteIn, trials: TrialsDep) -> TrialOut:
-    """Finish the trial: complete with values, pruned, or failed with a reason."""
-    return trials.complete(
+@router.post("/trials/{trial_id}/complete", response_model=CompleteOut)
+def complete(trial_id: int, body: CompleteIn, trials: TrialsDep) -> Response:
+    """Finish the trial: complete with values, pruned, or failed with a reason.
+
+    Repeating the call with the same token returns the same result. With ``next``, the answer
+    also carries the study's next trial for that worker (or why there is none).
+    """
+    finished, replayed = trials.complete(
         trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
     )
+    out = CompleteOut(**finished.model_dump())
+    if body.next is not None:
+        out.next_trial, out.no_trial_reason = trials.complete_and_ask(
+            finished, body.lease_token, body.next.worker_id, replayed
+        )
+    return _json(out)
 
 
 @router.post("/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT)

@@ -17,8 +17,9 @@ from typing import Any
 from optuna.distributions import BaseDistribution, distribution_to_json
 from sqlalchemy import Connection, text
 
+from service.db.prepared import Statement
 from service.notify import WORK_CHANNEL
-from service.sampling.repository import CURRENT_XID, TRIAL_AGGREGATES
+from service.sampling.repository import CHANGED_TRIALS_SQL, CURRENT_XID, TRIAL_AGGREGATES
 from service.sampling.rows import to_stored
 
 
@@ -48,7 +49,7 @@ def _attr_arrays(attrs: Mapping[str, Any], prefix: str) -> dict[str, list[str]]:
     }
 
 
-_INSERT_NEW_TRIAL = text(
+_INSERT_NEW_TRIAL = Statement(
     f"""
     WITH t AS (
         INSERT INTO trials (number, study_id, state, datetime_start)
@@ -92,8 +93,8 @@ def insert_leased_trial(
     lease_seconds: int,
 ) -> NewLease:
     """A newly sampled trial, running under a lease, counted against the study's budget."""
-    row = conn.execute(
-        _INSERT_NEW_TRIAL,
+    row = _INSERT_NEW_TRIAL.one_or_none(
+        conn,
         {
             "study_id": study_id,
             "number": number,
@@ -103,11 +104,12 @@ def insert_leased_trial(
             **_params_arrays(params, distributions),
             **_attr_arrays(system_attrs, "sa"),
         },
-    ).one()
-    return NewLease(row.trial_id, number, 1, row.lease_expires_at)
+    )
+    assert row is not None
+    return NewLease(row["trial_id"], number, 1, row["lease_expires_at"])
 
 
-_LEASE_QUEUED_TRIAL = text(
+_LEASE_QUEUED_TRIAL = Statement(
     f"""
     WITH h AS (
         UPDATE hpo_trials
@@ -158,8 +160,8 @@ def lease_queued_trial(
     The first lease of a trial counts against the budget; later ones (retries) do not.
     None when the trial is no longer queued.
     """
-    row = conn.execute(
-        _LEASE_QUEUED_TRIAL,
+    row = _LEASE_QUEUED_TRIAL.one_or_none(
+        conn,
         {
             "study_id": study_id,
             "trial_id": trial_id,
@@ -169,10 +171,10 @@ def lease_queued_trial(
             **_params_arrays(new_params, distributions),
             **_attr_arrays(system_attrs, "sa"),
         },
-    ).one_or_none()
+    )
     if row is None:
         return None
-    return NewLease(row.trial_id, row.number, row.attempt, row.lease_expires_at)
+    return NewLease(row["trial_id"], row["number"], row["attempt"], row["lease_expires_at"])
 
 
 _UPSERT_STUDY_SYSTEM_ATTRS = text(
@@ -276,7 +278,7 @@ def count_unstarted_queued(conn: Connection, study_id: int) -> int:
 
 # ---- leases: heartbeat, report, complete, release ----
 
-_HEARTBEAT = text(
+_HEARTBEAT = Statement(
     """
     UPDATE hpo_trials h
        SET lease_expires_at = now() + make_interval(secs => s.lease_seconds)
@@ -290,13 +292,13 @@ _HEARTBEAT = text(
 
 def heartbeat(conn: Connection, trial_id: int, token: str) -> tuple[dt.datetime, str] | None:
     """Extend a live lease by the study's ``lease_seconds``; None if the lease is not live."""
-    row = conn.execute(_HEARTBEAT, {"trial_id": trial_id, "token": token}).one_or_none()
-    return None if row is None else (row.lease_expires_at, row.state)
+    row = _HEARTBEAT.one_or_none(conn, {"trial_id": trial_id, "token": token})
+    return None if row is None else (row["lease_expires_at"], row["state"])
 
 
-_REPORT = text(
+_REPORT = Statement(
     f"""
-    WITH h AS (
+    WITH lease AS (
         UPDATE hpo_trials h
            SET lease_expires_at = now() + make_interval(secs => s.lease_seconds),
                change_xid = {CURRENT_XID}
@@ -307,38 +309,60 @@ _REPORT = text(
     ), i AS (
         INSERT INTO trial_intermediate_values
                (trial_id, step, intermediate_value, intermediate_value_type)
-        SELECT h.trial_id, :step, :value, CAST(:value_type AS trialintermediatevaluetype) FROM h
+        SELECT lease.trial_id, CAST(:step AS int), CAST(:value AS float8),
+               CAST(:value_type AS trialintermediatevaluetype) FROM lease
         ON CONFLICT (trial_id, step) DO NOTHING
         RETURNING 1
     )
-    SELECT h.study_id, h.state, (SELECT count(*) FROM i) AS inserted,
-           (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS horizon
-      FROM h
+    SELECT lease.study_id, lease.state, (SELECT count(*) FROM i) AS inserted,
+           (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS horizon,
+           (SELECT json_agg(c) FROM ({CHANGED_TRIALS_SQL.replace(":study_id", "lease.study_id")})
+               AS c) AS changed
+      FROM lease
     """
 )
 
 
 @dataclass(frozen=True)
 class Reported:
+    """A stored report, with the study's trials changed since the caller's view cursor (read in
+    the same statement, so they do not include this report itself)."""
+
     study_id: int
     study_state: str
     inserted: bool
     horizon: int
+    changed: list[dict[str, Any]]
 
 
-def report(conn: Connection, trial_id: int, token: str, step: int, value: float) -> Reported | None:
+def report(
+    conn: Connection, trial_id: int, token: str, step: int, value: float, cursor: int
+) -> Reported | None:
     """Store one intermediate value (a repeated step keeps the first) and extend the lease."""
     stored, kind = to_stored(value)
-    row = conn.execute(
-        _REPORT,
-        {"trial_id": trial_id, "token": token, "step": step, "value": stored, "value_type": kind},
-    ).one_or_none()
+    row = _REPORT.one_or_none(
+        conn,
+        {
+            "trial_id": trial_id,
+            "token": token,
+            "step": step,
+            "value": stored,
+            "value_type": kind,
+            "cursor": cursor,
+        },
+    )
     if row is None:
         return None
-    return Reported(row.study_id, row.state, bool(row.inserted), int(row.horizon))
+    return Reported(
+        row["study_id"],
+        row["state"],
+        bool(row["inserted"]),
+        int(row["horizon"]),
+        list(row["changed"] or []),
+    )
 
 
-_FINISH = text(
+_FINISH = Statement(
     f"""
     WITH h AS (
         UPDATE hpo_trials
@@ -348,12 +372,13 @@ _FINISH = text(
            AND (:state <> 'COMPLETE'
                 OR (SELECT count(*) FROM study_directions d
                      WHERE d.study_id = hpo_trials.study_id) = :n_values)
-        RETURNING trial_id, study_id
+        RETURNING trial_id, study_id, attempt, worker_id, fail_reason
     ), t AS (
         UPDATE trials SET state = CAST(:state AS trialstate),
                           datetime_complete = now() AT TIME ZONE 'utc'
           FROM h WHERE trials.trial_id = h.trial_id
-        RETURNING trials.trial_id
+        RETURNING trials.trial_id, trials.study_id, trials.number, trials.state::text AS state,
+                  trials.datetime_start, trials.datetime_complete
     ), v AS (
         INSERT INTO trial_values (trial_id, objective, value, value_type)
         SELECT h.trial_id, x.objective, x.value, CAST(x.kind AS trialvaluetype)
@@ -365,7 +390,28 @@ _FINISH = text(
           FROM h, unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[])) AS x(key, value)
         ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h)
-    SELECT h.study_id, (SELECT count(*) FROM n) FROM h
+    -- Subqueries see the snapshot of the statement: params and intermediate values (unchanged)
+    -- are read as they are; values and new user attributes are the ones written above.
+    SELECT t.trial_id, t.study_id, t.number, t.state, t.datetime_start, t.datetime_complete,
+           h.attempt, h.worker_id, h.fail_reason, NULL::timestamptz AS lease_expires_at,
+           NULL::timestamptz AS queued_at,
+           (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json))
+              FROM trial_params p WHERE p.trial_id = t.trial_id) AS params,
+           (SELECT json_agg(json_build_array(x.objective, x.value, x.kind))
+              FROM unnest(CAST(:objectives AS int[]), CAST(:values AS float8[]),
+                          CAST(:kinds AS text[])) AS x(objective, value, kind)) AS trial_values,
+           (SELECT json_agg(json_build_array(i.step, i.intermediate_value,
+                                             i.intermediate_value_type) ORDER BY i.step)
+              FROM trial_intermediate_values i WHERE i.trial_id = t.trial_id) AS intermediate,
+           (SELECT json_object_agg(a.key, a.value_json) FROM (
+                SELECT key, value_json FROM trial_user_attributes
+                 WHERE trial_id = t.trial_id AND key <> ALL(CAST(:ua_keys AS text[]))
+                UNION ALL
+                SELECT * FROM unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[]))
+            ) AS a(key, value_json)) AS user_attrs,
+           NULL::json AS system_attrs,
+           (SELECT count(*) FROM n) AS notified
+      FROM h JOIN t ON t.trial_id = h.trial_id
     """
 )
 
@@ -379,11 +425,12 @@ def finish(
     values: Sequence[float] | None,
     fail_reason: str | None,
     user_attrs: Mapping[str, Any],
-) -> int | None:
-    """Finish a leased trial (COMPLETE, PRUNED or FAIL); returns its study id, None if no lease."""
+) -> dict[str, Any] | None:
+    """Finish a leased trial (COMPLETE, PRUNED or FAIL) and return it as ``get_trial`` would;
+    None if the token holds no live lease (or, for COMPLETE, the number of values is wrong)."""
     stored = [to_stored(v) for v in values or ()]
-    row = conn.execute(
-        _FINISH,
+    return _FINISH.one_or_none(
+        conn,
         {
             "trial_id": trial_id,
             "token": token,
@@ -395,8 +442,7 @@ def finish(
             "kinds": [k for _, k in stored],
             **_attr_arrays(user_attrs, "ua"),
         },
-    ).one_or_none()
-    return None if row is None else int(row.study_id)
+    )
 
 
 _RELEASE = text(

@@ -56,6 +56,11 @@ class CompleteIn(LeaseIn):
     values: list[float] | None = Field(default=None, min_length=1, max_length=16)
     reason: str | None = Field(default=None, max_length=2000)
     user_attrs: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    next: AskIn | None = Field(
+        default=None,
+        description="also ask the same study for the next trial for this worker (saves a round"
+        " trip); the answer is in 'next_trial', or 'no_trial_reason' says why there is none",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CompleteIn:
@@ -122,6 +127,13 @@ class TrialOut(BaseModel):
     duration_s: float | None
     lease_expires_at: dt.datetime | None
     intermediate_values: list[IntermediateValue] | None = None
+
+
+class CompleteOut(TrialOut):
+    """The finished trial, plus the next trial when the request asked for one."""
+
+    next_trial: LeasedTrialOut | None = None
+    no_trial_reason: str | None = None
 
 
 class BestOut(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class HandOut:
 
 
 _CLAIM_CANDIDATES = 8
+_WORKER_TOUCH_S = 10.0
 
 
 class TrialService:
@@ -59,11 +61,23 @@ class TrialService:
         self._views = views
         self._study_of: OrderedDict[int, int] = OrderedDict()  # trial id → study id (immutable)
         self._study_of_lock = threading.Lock()
+        self._worker_seen: dict[str, float] = {}  # worker id → when hpo_workers was last updated
 
     # ---- hand-out ----
 
-    def ask(self, study_id: int, worker_id: str, idem: IdempotencyKey | None = None) -> HandOut:
-        """Lease the study's next trial to ``worker_id``, or say why there is none now."""
+    def ask(
+        self,
+        study_id: int,
+        worker_id: str,
+        idem: IdempotencyKey | None = None,
+        *,
+        maybe_replay: bool = True,
+    ) -> HandOut:
+        """Lease the study's next trial to ``worker_id``, or say why there is none now.
+
+        With ``idem``, a repeated request gets the first answer; ``maybe_replay=False`` skips
+        looking for one when the caller knows the key is new.
+        """
 
         def run() -> HandOut:
             try:
@@ -71,7 +85,7 @@ class TrialService:
             except NoTrial as none:
                 return HandOut(None, none.reason)
 
-        return self._idempotent(idem, run)
+        return self._idempotent(idem if maybe_replay else None, run, idem)
 
     def claim(
         self,
@@ -81,7 +95,9 @@ class TrialService:
         idem: IdempotencyKey | None = None,
     ) -> HandOut:
         """One attempt to lease a trial from any eligible study, least recently served first."""
-        return self._idempotent(idem, lambda: self._claim_once(worker_id, study_ids, tasks, idem))
+        return self._idempotent(
+            idem, lambda: self._claim_once(worker_id, study_ids, tasks, idem), idem
+        )
 
     def _claim_once(
         self,
@@ -92,7 +108,7 @@ class TrialService:
     ) -> HandOut:
         with self._engine.begin() as conn:
             candidates = repo.claim_candidates(conn, study_ids, tasks, _CLAIM_CANDIDATES)
-            repo.touch_worker(conn, worker_id, tasks)
+            self._touch_worker(conn, worker_id, tasks)
         for study_id in candidates:
             try:
                 return HandOut(self._hand_out(study_id, worker_id, idem))
@@ -100,9 +116,16 @@ class TrialService:
                 continue
         return HandOut(None)
 
-    def _idempotent(self, idem: IdempotencyKey | None, run: Callable[[], HandOut]) -> HandOut:
-        if idem is not None:
-            stored = self._stored(idem)
+    def _idempotent(
+        self,
+        lookup: IdempotencyKey | None,
+        run: Callable[[], HandOut],
+        idem: IdempotencyKey | None,
+    ) -> HandOut:
+        """Replay the answer stored under ``lookup`` if any, else ``run`` (which records its
+        answer under ``idem``); a concurrent duplicate gets the answer that won."""
+        if lookup is not None:
+            stored = self._stored(lookup)
             if stored is not None:
                 return HandOut(stored)
         try:
@@ -123,15 +146,15 @@ class TrialService:
         token = secrets.token_urlsafe(24)
         with self._views.locked(study_id) as view, self._engine.begin() as conn:
             view_repo.lock_study_for_ask(conn, study_id)
-            state = view_repo.read_study_state(conn, study_id)
+            state, changed = view_repo.read_state_and_changes(conn, study_id, view.cursor)
             view.storage.replace_system_attrs(decode_attrs(state.system_attrs))
-            view.refresh(conn, state.xmin)
+            view.apply_changes(changed, state.xmin)
             handout = view.next_handout(state)
             if isinstance(handout, NoHandout):
                 raise NoTrial(handout.reason)
             view.dirty = True
             lease = self._lease(conn, view, handout, state, token, worker_id)
-            repo.touch_worker(conn, worker_id, None)
+            self._touch_worker(conn, worker_id, None)
             leased = LeasedTrialOut(
                 id=lease.trial_id,
                 study_id=study_id,
@@ -266,12 +289,14 @@ class TrialService:
                     "(Optuna prunes single-objective studies only)"
                 )
             with self._engine.begin() as conn:
-                reported = repo.report(conn, trial_id, token, step, value)
+                reported = repo.report(conn, trial_id, token, step, value, view.cursor)
                 if reported is None:
                     self._raise_for_lease(conn, trial_id, token)
                 assert reported is not None
                 view.dirty = True
-                view.refresh(conn, reported.horizon)
+                view.apply_changes(reported.changed, reported.horizon)
+                if reported.inserted:
+                    view.add_intermediate_value(trial_id, step, value)
                 prune, journal = view.should_prune(trial_id)
                 self._flush_journal(conn, study_id, journal)
         return prune, reported.study_state == "stopped"
@@ -291,11 +316,14 @@ class TrialService:
         values: Sequence[float] | None,
         reason: str | None,
         user_attrs: Mapping[str, Any],
-    ) -> TrialOut:
-        """Finish the trial. Repeating it with the same token returns the same trial."""
+    ) -> tuple[TrialOut, bool]:
+        """Finish the trial. Repeating it with the same token returns the same trial.
+
+        Returns the finished trial and whether this call was such a repetition.
+        """
         optuna_state = OPTUNA_STATE[state if state != "failed" else "failed"]
         with self._engine.begin() as conn:
-            study_id = repo.finish(
+            row = repo.finish(
                 conn,
                 trial_id=trial_id,
                 token=token,
@@ -304,11 +332,21 @@ class TrialService:
                 fail_reason=reason if state == "failed" else None,
                 user_attrs=user_attrs,
             )
-            if study_id is None:
+            replayed = row is None
+            if replayed:
                 self._check_replay(conn, trial_id, token, state, values)
-            row = repo.get_trial(conn, trial_id)
+                row = repo.get_trial(conn, trial_id)
         assert row is not None
-        return to_trial_out(row, intermediate=True)
+        return to_trial_out(row, intermediate=True), replayed
+
+    def complete_and_ask(
+        self, finished: TrialOut, token: str, worker_id: str, replayed: bool
+    ) -> tuple[LeasedTrialOut | None, NoTrialReason | None]:
+        """Ask the finished trial's study for the next trial. Keyed by the finishing token, so a
+        repeated complete gets the same next trial instead of a second one."""
+        idem = IdempotencyKey.of(f"complete-next {finished.study_id}", token, worker_id)
+        result = self.ask(finished.study_id, worker_id, idem, maybe_replay=replayed)
+        return result.trial, result.reason
 
     def release(self, trial_id: int, token: str) -> None:
         """Hand the lease back: the trial waits in the queue again, no retry used up."""
@@ -404,6 +442,16 @@ class TrialService:
         return BestOut(pareto_front=[to_trial_out(r, intermediate=False) for r in rows])
 
     # ---- helpers ----
+
+    def _touch_worker(self, conn: Connection, worker_id: str, tasks: Sequence[str] | None) -> None:
+        """Record that a worker asked; at most once per worker and interval per process."""
+        now = time.monotonic()
+        if now - self._worker_seen.get(worker_id, -_WORKER_TOUCH_S) < _WORKER_TOUCH_S:
+            return
+        repo.touch_worker(conn, worker_id, tasks)
+        self._worker_seen[worker_id] = now
+        if len(self._worker_seen) > 100_000:
+            self._worker_seen.clear()
 
     def _study_id_of(self, trial_id: int) -> int:
         with self._study_of_lock:

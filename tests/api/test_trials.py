@@ -371,3 +371,21 @@ def test_claim_is_fair_across_studies(client: TestClient) -> None:
         for _ in range(6)
     ]
     assert sorted(got[:3]) == ids and sorted(got[3:]) == ids
+
+
+def test_complete_with_next_hands_out_the_next_trial_once(client: TestClient) -> None:
+    sid = create_study(client, max_trials=2)["id"]
+    first = ask(client, sid)
+    body = {"lease_token": first["lease"]["token"], "values": [0.5], "next": {"worker_id": "w-9"}}
+    done = client.post(f"{API}/trials/{first['id']}/complete", json=body)
+    assert done.status_code == 200, done.text
+    nxt = done.json()["next_trial"]
+    assert done.json()["state"] == "complete" and nxt["number"] == 1 and nxt["attempt"] == 1
+    again = client.post(f"{API}/trials/{first['id']}/complete", json=body).json()
+    assert again["next_trial"] == nxt  # a retried complete does not start a third trial
+    assert client.get(f"{API}/studies/{sid}").json()["n_trials_started"] == 2
+    last = client.post(
+        f"{API}/trials/{nxt['id']}/complete",
+        json={"lease_token": nxt["lease"]["token"], "values": [0.4], "next": {"worker_id": "w-9"}},
+    ).json()
+    assert last["next_trial"] is None and last["no_trial_reason"] == "budget_spent"

@@ -1,0 +1,379 @@
+"""Ask+tell throughput: the service over HTTP vs plain Optuna on PostgreSQL vs Optuna in memory.
+
+For each sampler (TPE with defaults, random) and each study size (100, 1 000, 5 000 finished
+trials, each with 10 intermediate values), the study is prefilled with the same history in one
+bulk insert, then timed for ``--iters`` sequential ask+tell rounds:
+
+- service: POST /studies/{id}/trials then POST /trials/{id}/complete, against ``hpo serve``
+  (one process) on the same PostgreSQL;
+- optuna-rdb: ``study.ask(fixed_distributions)`` + ``study.tell`` with ``RDBStorage``;
+- optuna-mem: the same with Optuna's in-memory storage (the sampler's own cost: the limit).
+
+It also times one report with a pruning decision (median pruner), and counts SQL statements
+per ask+tell for the service and for Optuna RDB. Prints a table; nothing is asserted.
+
+    python bench/ask_tell.py [--sizes 100,1000,5000] [--samplers tpe,random] [--iters 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import optuna
+import psycopg2
+from psycopg2.extras import execute_values
+from sqlalchemy import event
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import scratch_database, server_process, summary  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+    "n_layers": {"type": "int", "low": 1, "high": 6},
+    "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128, 256, 512]},
+}
+DISTRIBUTIONS = {
+    "lr": optuna.distributions.FloatDistribution(1e-5, 0.1, log=True),
+    "n_layers": optuna.distributions.IntDistribution(1, 6),
+    "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64, 128, 256, 512]),
+}
+STEPS = 10
+
+
+def objective(params: dict[str, Any]) -> float:
+    import math
+
+    return (
+        (math.log10(params["lr"]) + 2.5) ** 2
+        + 0.1 * params["n_layers"]
+        + params["batch_size"] / 1000
+    )
+
+
+def history(n: int, seed: int = 0) -> list[tuple[dict[str, Any], float, list[float]]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        params = {
+            "lr": 10 ** rng.uniform(-5, -1),
+            "n_layers": rng.randint(1, 6),
+            "batch_size": rng.choice([16, 32, 64, 128, 256, 512]),
+        }
+        value = objective(params)
+        curve = [value * (1 + 2.0 / (s + 1)) for s in range(STEPS)]
+        out.append((params, value, curve))
+    return out
+
+
+def prefill(
+    dsn: str, study_id: int, rows: list[tuple[dict[str, Any], float, list[float]]], service: bool
+) -> None:
+    """Bulk-insert finished trials the way Optuna stores them (plus lease rows for the service)."""
+    conn = psycopg2.connect(dsn)
+    dist_json = {k: optuna.distributions.distribution_to_json(d) for k, d in DISTRIBUTIONS.items()}
+    with conn, conn.cursor() as cur:
+        ids = execute_values(
+            cur,
+            "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) VALUES %s"
+            " RETURNING trial_id",
+            [(i, study_id, "COMPLETE", "2026-01-01", "2026-01-01") for i in range(len(rows))],
+            fetch=True,
+        )
+        trial_ids = [r[0] for r in ids]
+        params, values, inter = [], [], []
+        for tid, (p, v, curve) in zip(trial_ids, rows, strict=True):
+            for name, value in p.items():
+                internal = DISTRIBUTIONS[name].to_internal_repr(value)
+                params.append((tid, name, internal, dist_json[name]))
+            values.append((tid, 0, v, "FINITE"))
+            inter += [(tid, s, x, "FINITE") for s, x in enumerate(curve)]
+        execute_values(
+            cur,
+            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES %s",
+            params,
+        )
+        execute_values(
+            cur,
+            "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES %s",
+            values,
+        )
+        execute_values(
+            cur,
+            "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type) VALUES %s",
+            inter,
+        )
+        if service:
+            execute_values(
+                cur,
+                "INSERT INTO hpo_trials (trial_id, study_id, attempt, change_xid) VALUES %s",
+                [(tid, study_id, 1, 0) for tid in trial_ids],
+            )
+            cur.execute(
+                "UPDATE hpo_studies SET n_started = %s WHERE study_id = %s", (len(rows), study_id)
+            )
+    conn.close()
+
+
+def make_sampler(name: str) -> optuna.samplers.BaseSampler:
+    return (
+        optuna.samplers.TPESampler(seed=0)
+        if name == "tpe"
+        else optuna.samplers.RandomSampler(seed=0)
+    )
+
+
+def time_optuna(study: optuna.Study, iters: int) -> tuple[list[float], list[float], list[float]]:
+    """ask+tell latencies, client CPU seconds per round, report+should_prune latencies."""
+    latencies, cpu, reports = [], [], []
+    for _ in range(iters):
+        t0, c0 = time.perf_counter(), time.process_time()
+        trial = study.ask(DISTRIBUTIONS)
+        study.tell(trial, objective(trial.params))
+        latencies.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    trial = study.ask(DISTRIBUTIONS)
+    for step in range(STEPS):
+        t0 = time.perf_counter()
+        trial.report(objective(trial.params) * 2, step)
+        trial.should_prune()
+        reports.append(time.perf_counter() - t0)
+    study.tell(trial, objective(trial.params))
+    return latencies, cpu, reports
+
+
+def time_service(
+    base: str, study_id: int, iters: int
+) -> tuple[list[float], list[float], list[float]]:
+    api = base + "/api/v1"
+    latencies, cpu, reports = [], [], []
+    with httpx.Client(timeout=60) as http:
+        for _ in range(iters):
+            t0, c0 = time.perf_counter(), time.process_time()
+            trial = http.post(
+                f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}
+            ).json()
+            value = objective(trial["params"])
+            http.post(
+                f"{api}/trials/{trial['id']}/complete",
+                json={"lease_token": trial["lease"]["token"], "values": [value]},
+            ).raise_for_status()
+            latencies.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
+        token = trial["lease"]["token"]
+        for step in range(STEPS):
+            t0 = time.perf_counter()
+            http.post(
+                f"{api}/trials/{trial['id']}/report",
+                json={"lease_token": token, "step": step, "value": objective(trial["params"]) * 2},
+            ).raise_for_status()
+            reports.append(time.perf_counter() - t0)
+        http.post(
+            f"{api}/trials/{trial['id']}/complete", json={"lease_token": token, "values": [1.0]}
+        )
+    return latencies, cpu, reports
+
+
+def time_service_next(
+    base: str, study_id: int, iters: int
+) -> tuple[list[float], list[float], list[float]]:
+    """The same loop with one request per trial: complete carries ``next`` (ask the next trial)."""
+    api = base + "/api/v1"
+    latencies, cpu = [], []
+    with httpx.Client(timeout=60) as http:
+        trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
+        for _ in range(iters):
+            t0, c0 = time.perf_counter(), time.process_time()
+            value = objective(trial["params"])
+            done = http.post(
+                f"{api}/trials/{trial['id']}/complete",
+                json={
+                    "lease_token": trial["lease"]["token"],
+                    "values": [value],
+                    "next": {"worker_id": "bench"},
+                },
+            )
+            done.raise_for_status()
+            trial = done.json()["next_trial"]
+            latencies.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        http.post(
+            f"{api}/trials/{trial['id']}/complete",
+            json={"lease_token": trial["lease"]["token"], "values": [1.0]},
+        )
+    return latencies, cpu, []
+
+
+def count_statements(run: Callable[[], None], engine: Any) -> int:
+    counter = {"n": 0}
+
+    def on_execute(*_: Any) -> None:
+        counter["n"] += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    return counter["n"]
+
+
+def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) -> dict[str, float]:
+    """SQL statements per ask+tell, counted on the engines (service in-process, Optuna RDB)."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from service.app import create_app
+    from service.settings import ServerSettings
+
+    rows = history(size)
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(
+        study_name=f"count-rdb-{sampler}-{size}", storage=storage, sampler=make_sampler(sampler)
+    )
+    prefill(url.replace("+psycopg2", ""), study._study_id, rows, service=False)
+    study.ask(DISTRIBUTIONS)  # warm caches
+    optuna_n = count_statements(
+        lambda: [
+            study.tell(t, objective(t.params))
+            for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
+        ],
+        storage.engine,
+    )
+    app = create_app(ServerSettings(database_url=SecretStr(url), reaper_interval_s=300))
+    with TestClient(app) as client:
+        body = {
+            "name": f"count-svc-{sampler}-{size}",
+            "search_space": SPACE,
+            "sampler": {"name": sampler},
+        }
+        sid = client.post("/api/v1/studies", json=body).json()["id"]
+        prefill(url.replace("+psycopg2", ""), sid, rows, service=True)
+        client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "warm"})
+
+        def service_rounds() -> None:
+            for _ in range(rounds):
+                t = client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "count"}).json()
+                client.post(
+                    f"/api/v1/trials/{t['id']}/complete",
+                    json={"lease_token": t["lease"]["token"], "values": [objective(t["params"])]},
+                )
+
+        service_n = count_statements(service_rounds, app.state.engine)
+    return {"service": service_n / rounds, "optuna_rdb": optuna_n / rounds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--samplers", default="tpe,random")
+    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    samplers = args.samplers.split(",")
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as url:
+        dsn = url.replace("+psycopg2", "")
+        with server_process(url) as base:
+            for sampler in samplers:
+                for size in sizes:
+                    rows = history(size)
+                    mem = optuna.create_study(
+                        sampler=make_sampler(sampler), pruner=optuna.pruners.MedianPruner()
+                    )
+                    mem.add_trials(
+                        [
+                            optuna.trial.create_trial(
+                                params=p,
+                                distributions=DISTRIBUTIONS,
+                                value=v,
+                                intermediate_values=dict(enumerate(c)),
+                            )
+                            for p, v, c in rows
+                        ]
+                    )
+                    rdb = optuna.create_study(
+                        study_name=f"rdb-{sampler}-{size}",
+                        storage=url,
+                        sampler=make_sampler(sampler),
+                        pruner=optuna.pruners.MedianPruner(),
+                    )
+                    prefill(dsn, rdb._study_id, rows, service=False)
+                    body = {
+                        "name": f"svc-{sampler}-{size}",
+                        "search_space": SPACE,
+                        "sampler": {"name": sampler, "options": {"seed": 0}},
+                        "pruner": {"name": "median"},
+                    }
+                    sid = httpx.post(f"{base}/api/v1/studies", json=body).json()["id"]
+                    prefill(dsn, sid, rows, service=True)
+                    for name, run in (
+                        ("optuna-mem", lambda: time_optuna(mem, args.iters)),
+                        ("optuna-rdb", lambda: time_optuna(rdb, args.iters)),
+                        ("service", lambda: time_service(base, sid, args.iters)),
+                        ("svc-1req", lambda: time_service_next(base, sid, args.iters)),
+                    ):
+                        run()  # warm-up round (view load, caches) is not timed
+                        lat, cpu, rep = run()
+                        reports = (
+                            summary(rep)
+                            if rep
+                            else {"p50_ms": float("nan"), "p99_ms": float("nan")}
+                        )
+                        row = {
+                            "sampler": sampler,
+                            "size": size,
+                            "system": name,
+                            **summary(lat),
+                            "client_cpu_ms": 1000 * sum(cpu) / len(cpu),
+                            "report_p50_ms": reports["p50_ms"],
+                            "report_p99_ms": reports["p99_ms"],
+                        }
+                        results.append(row)
+                        print(
+                            f"{sampler:6} {size:5} {name:10} {row['per_s']:8.1f} trials/s  "
+                            f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+                            f"client cpu {row['client_cpu_ms']:6.2f} ms  "
+                            f"report p50 {row['report_p50_ms']:6.2f} ms p99 {row['report_p99_ms']:6.2f} ms",
+                            flush=True,
+                        )
+        counts = {s: statements_per_round(url, s, 1000) for s in samplers}
+    print()
+    print("ratios (trials/s):")
+    for sampler in samplers:
+        for size in sizes:
+            by = {
+                r["system"]: r["per_s"]
+                for r in results
+                if r["sampler"] == sampler and r["size"] == size
+            }
+            for system in ("service", "svc-1req"):
+                print(
+                    f"  {sampler:6} {size:5} {system:8}: / optuna-rdb = {by[system] / by['optuna-rdb']:5.2f}x"
+                    f"   / optuna-mem = {by[system] / by['optuna-mem']:5.2f}x"
+                )
+    print()
+    print("SQL statements per ask+tell at 1000 trials:")
+    for sampler, c in counts.items():
+        print(f"  {sampler:6}: service {c['service']:.1f}   optuna-rdb {c['optuna_rdb']:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "statements": counts}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
