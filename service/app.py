@@ -69,7 +69,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         [WORK_CHANNEL],
         lambda channel, payload: signal.notify_threadsafe(),
     )
-    reaper = Reaper(engine, settings.reaper_interval_s, settings.idempotency_ttl_s)
+    reaper = Reaper(
+        engine,
+        settings.reaper_interval_s,
+        settings.idempotency_ttl_s,
+        settings.event_retention_s,
+    )
     app.state.engine = engine
     app.state.studies = StudyService(engine, views)
     app.state.trials = TrialService(engine, views)

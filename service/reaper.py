@@ -2,7 +2,7 @@
 
 Every server process runs one; they cooperate through ``FOR UPDATE SKIP LOCKED``, so each
 expired lease is handled exactly once however many processes run. It also drops idempotency
-records older than their TTL.
+records and events older than their retention.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ _PURGE_EVERY_S = 300.0
 
 
 class Reaper:
-    def __init__(self, engine: Engine, interval_s: float, idempotency_ttl_s: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval_s: float,
+        idempotency_ttl_s: int,
+        event_retention_s: int,
+    ) -> None:
         self._engine = engine
         self._interval = interval_s
         self._ttl = idempotency_ttl_s
+        self._event_retention = event_retention_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-reaper", daemon=True)
         self._last_purge = 0.0
@@ -61,6 +68,7 @@ class Reaper:
                 if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
                     with self._engine.begin() as conn:
                         repo.purge_idempotency_keys(conn, self._ttl)
+                        repo.purge_events(conn, self._event_retention)
                     self._last_purge = time.monotonic()
             except DBAPIError as exc:  # the database is away: try again next round
                 logger.warning("reaper: %s", exc)

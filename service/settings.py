@@ -40,6 +40,9 @@ class ServerSettings(BaseSettings):
         default=5.0, gt=0, le=60, description="long polls re-check this often without a NOTIFY"
     )
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    event_retention_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="how long live-update events are kept"
+    )
     checkpoint_dir: Path | None = Field(
         default=None, description="store checkpoints as files here instead of in PostgreSQL"
     )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -135,6 +136,26 @@ workers = Table(
     Column("tasks", JSONB, nullable=True),
     Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+
+events = Table(
+    "hpo_events",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("xid", BigInteger, nullable=False),
+    Column(
+        "study_id",
+        Integer,
+        ForeignKey("hpo_studies.study_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("trial_id", Integer, nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index("ix_hpo_events_study_id_xid_id", "study_id", "xid", "id"),
+    Index("ix_hpo_events_created_at", "created_at"),
 )
 
 

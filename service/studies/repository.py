@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 
 from service.notify import WORK_CHANNEL
+from service.trials.repository import event
 
 METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps metric names (a study system attr)
 
@@ -67,7 +68,18 @@ _INSERT = text(
         SELECT st.study_id, 'running', CAST(:spec AS json), :task_name, :max_trials,
                :max_parallel, :max_retries, :lease_seconds
           FROM st
-    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st)
+        RETURNING study_id
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st),
+    {
+        event(
+            "e",
+            "study_created",
+            "st JOIN h ON h.study_id = st.study_id",
+            "st.study_id",
+            "NULL",
+            "jsonb_build_object('name', CAST(:name AS text), 'state', 'running')",
+        )
+    }
     SELECT st.study_id, (SELECT count(*) FROM n) FROM st
     """
 )
@@ -205,8 +217,19 @@ _UPDATE = text(
                                    ELSE max_parallel END,
                updated_at = now()
          WHERE study_id = :study_id
-        RETURNING study_id
-    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(s.study_id AS text)) FROM s)
+        RETURNING study_id, state, max_trials, max_parallel
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(s.study_id AS text)) FROM s),
+    {
+        event(
+            "e",
+            "study_updated",
+            "s",
+            "s.study_id",
+            "NULL",
+            "jsonb_build_object('state', s.state, 'max_trials', s.max_trials,"
+            " 'max_parallel', s.max_parallel)",
+        )
+    }
     SELECT s.study_id, (SELECT count(*) FROM n) FROM s
     """
 )

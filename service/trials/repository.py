@@ -23,6 +23,15 @@ from service.sampling.repository import CHANGED_TRIALS_SQL, CURRENT_XID, TRIAL_A
 from service.sampling.rows import to_stored
 
 
+def event(name: str, kind: str, source: str, study: str, trial: str, payload: str) -> str:
+    """A CTE that appends one event per row of ``source`` to ``hpo_events`` (a trigger
+    NOTIFYs ``hpo_events`` listeners at the end of the statement)."""
+    return f"""{name} AS (
+        INSERT INTO hpo_events (xid, study_id, trial_id, kind, payload)
+        SELECT {CURRENT_XID}, {study}, {trial}, '{kind}', {payload} FROM {source}
+    )"""
+
+
 @dataclass(frozen=True)
 class NewLease:
     trial_id: int
@@ -74,7 +83,16 @@ _INSERT_NEW_TRIAL = Statement(
     ), s AS (
         UPDATE hpo_studies SET n_started = n_started + 1, last_handout_at = now()
          WHERE study_id = :study_id
-    )
+    ), {
+        event(
+            "e",
+            "trial_started",
+            "t",
+            ":study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', :number, 'attempt', 1, 'worker_id', :worker_id)",
+        )
+    }
     SELECT t.trial_id, h.lease_expires_at FROM t, h
     """
 )
@@ -121,8 +139,17 @@ _LEASE_QUEUED_TRIAL = Statement(
     ), t AS (
         UPDATE trials SET state = 'RUNNING', datetime_start = now() AT TIME ZONE 'utc'
           FROM h WHERE trials.trial_id = h.trial_id
-        RETURNING trials.number
-    ), p AS (
+        RETURNING trials.trial_id, trials.number
+    ), {
+        event(
+            "e",
+            "trial_started",
+            "h JOIN t ON t.trial_id = h.trial_id",
+            ":study_id",
+            "h.trial_id",
+            "jsonb_build_object('number', t.number, 'attempt', h.attempt, 'worker_id', :worker_id)",
+        )
+    }, p AS (
         INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
         SELECT h.trial_id, x.name, x.value, x.dist
           FROM h, unnest(CAST(:p_names AS text[]), CAST(:p_values AS float8[]),
@@ -243,7 +270,17 @@ _ENQUEUE = text(
     ), h AS (
         INSERT INTO hpo_trials (trial_id, study_id, queued_at, change_xid)
         SELECT t.trial_id, :study_id, clock_timestamp(), {CURRENT_XID} FROM t
-    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(:study_id AS text)))
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(:study_id AS text))),
+    {
+        event(
+            "e",
+            "trial_enqueued",
+            "t",
+            ":study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'params', CAST(:fixed AS jsonb))",
+        )
+    }
     SELECT t.trial_id, t.number, (SELECT count(*) FROM n) FROM t
     """
 )
@@ -312,8 +349,18 @@ _REPORT = Statement(
         SELECT lease.trial_id, CAST(:step AS int), CAST(:value AS float8),
                CAST(:value_type AS trialintermediatevaluetype) FROM lease
         ON CONFLICT (trial_id, step) DO NOTHING
-        RETURNING 1
-    )
+        RETURNING trial_id
+    ), {
+        event(
+            "e",
+            "trial_reported",
+            "i JOIN lease ON lease.trial_id = i.trial_id",
+            "lease.study_id",
+            "i.trial_id",
+            "jsonb_build_object('number', (SELECT number FROM trials WHERE trial_id = i.trial_id),"
+            " 'step', CAST(:step AS int), 'value', CAST(:value AS float8))",
+        )
+    }
     SELECT lease.study_id, lease.state, (SELECT count(*) FROM i) AS inserted,
            (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS horizon,
            (SELECT json_agg(c) FROM ({CHANGED_TRIALS_SQL.replace(":study_id", "lease.study_id")})
@@ -389,7 +436,19 @@ _FINISH = Statement(
         SELECT h.trial_id, x.key, x.value
           FROM h, unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[])) AS x(key, value)
         ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json
-    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h)
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h),
+    {
+        event(
+            "e",
+            "trial_finished",
+            "t JOIN h ON h.trial_id = t.trial_id",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number,"
+            " 'state', CASE t.state WHEN 'FAIL' THEN 'failed' ELSE lower(t.state) END,"
+            " 'values', to_jsonb(CAST(:values AS float8[])), 'fail_reason', h.fail_reason)",
+        )
+    }
     -- Subqueries see the snapshot of the statement: params and intermediate values (unchanged)
     -- are read as they are; values and new user attributes are the ones written above.
     SELECT t.trial_id, t.study_id, t.number, t.state, t.datetime_start, t.datetime_complete,
@@ -455,7 +514,18 @@ _RELEASE = text(
         RETURNING trial_id, study_id
     ), t AS (
         UPDATE trials SET state = 'WAITING' FROM h WHERE trials.trial_id = h.trial_id
-    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h)
+        RETURNING trials.trial_id, trials.number
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h),
+    {
+        event(
+            "e",
+            "trial_requeued",
+            "t JOIN h ON h.trial_id = t.trial_id",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'reason', 'released')",
+        )
+    }
     SELECT h.study_id, (SELECT count(*) FROM n) FROM h
     """
 )
@@ -522,10 +592,32 @@ _REAP = text(
                datetime_complete = CASE WHEN h.requeued THEN NULL
                                         ELSE now() AT TIME ZONE 'utc' END
           FROM h WHERE trials.trial_id = h.trial_id
+        RETURNING trials.trial_id, trials.number
     ), n AS (
         SELECT pg_notify('{WORK_CHANNEL}', CAST(study_id AS text))
           FROM (SELECT DISTINCT study_id FROM h) AS studies
-    )
+    ),
+    {
+        event(
+            "e",
+            "trial_requeued",
+            "t JOIN h ON h.trial_id = t.trial_id AND h.requeued",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'reason', 'lease_expired')",
+        )
+    },
+    {
+        event(
+            "f",
+            "trial_finished",
+            "t JOIN h ON h.trial_id = t.trial_id AND NOT h.requeued",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'state', 'failed', 'values', NULL,"
+            " 'fail_reason', 'lease_expired')",
+        )
+    }
     SELECT h.trial_id, h.study_id, h.requeued, (SELECT count(*) FROM n) AS notified FROM h
     """
 )
@@ -555,6 +647,14 @@ def touch_worker(conn: Connection, worker_id: str, tasks: Sequence[str] | None) 
         ),
         {"worker_id": worker_id, "tasks": None if tasks is None else json.dumps(list(tasks))},
     )
+
+
+def purge_events(conn: Connection, retention_seconds: int) -> int:
+    result = conn.execute(
+        text("DELETE FROM hpo_events WHERE created_at < now() - make_interval(secs => :ttl)"),
+        {"ttl": retention_seconds},
+    )
+    return int(result.rowcount)
 
 
 def purge_idempotency_keys(conn: Connection, ttl_seconds: int) -> int:
