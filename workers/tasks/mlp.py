@@ -1,0 +1,43 @@
+"""The multilayer perceptron of ``mlp_classifier`` and its optimiser."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from workers.tasks.mlp_config import MLPParams
+
+
+def build_mlp(n_features: int, n_classes: int, params: MLPParams) -> nn.Sequential:
+    """``n_layers`` blocks of Linear -> ReLU -> Dropout, then a Linear to the class logits.
+
+    Parameters are initialised on the CPU from torch's global generator (seed it first), so a
+    seed gives the same initial model on every device. Dropout is left out when it is 0.
+    """
+    layers: list[nn.Module] = []
+    width = n_features
+    for _ in range(params.n_layers):
+        layers += [nn.Linear(width, params.hidden_size), nn.ReLU()]
+        if params.dropout > 0:
+            layers.append(nn.Dropout(params.dropout))
+        width = params.hidden_size
+    layers.append(nn.Linear(width, n_classes))
+    return nn.Sequential(*layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable scalars in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_optimizer(model: nn.Module, params: MLPParams) -> torch.optim.Optimizer:
+    """The optimiser ``params`` names; SGD uses momentum 0.9, Adam(W) the fused kernel on CUDA."""
+    on_cuda = next(model.parameters()).is_cuda
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=params.lr, momentum=0.9, weight_decay=params.weight_decay
+        )
+    optimizer_class = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(
+        model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=on_cuda or None
+    )
