@@ -17,10 +17,25 @@ from fastapi import Depends, FastAPI
 from service import __version__
 from service.api.deps import require_token
 from service.api.errors import install_error_handlers
+from service.dashboard.endpoints import router as dashboard_router
 from service.db.engine import create_db_engine, resolve_url
 from service.db.migrate import ensure_current
 from service.health import router as health_router
-from service.notify import WORK_CHANNEL, Listener, WorkSignal
+from service.history.endpoints import router as history_router
+from service.history.importance import ImportanceCache
+from service.history.service import HistoryService
+from service.live.endpoints import router as live_router
+from service.live.service import LiveService
+from service.live.shutdown import on_stop_signals
+from service.live.stream import StreamTiming
+from service.notify import (
+    EVENTS_CHANNEL,
+    WORK_CHANNEL,
+    EventBroadcaster,
+    Listener,
+    WorkSignal,
+    route_notifications,
+)
 from service.reaper import Reaper
 from service.sampling.registry import StudyViews
 from service.settings import ServerSettings
@@ -46,9 +61,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # The token check is only wired in when a token is configured (it costs a dependency
     # resolution on every hot-path request otherwise).
     api = [Depends(require_token)] if settings.api_token is not None else []
+    # Before the studies router, whose /studies/{study_id} would otherwise take /studies/summary.
+    app.include_router(history_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(studies_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(trials_router, prefix=API_PREFIX, dependencies=api)
+    app.include_router(live_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(health_router)
+    app.include_router(dashboard_router)
     return app
 
 
@@ -64,10 +83,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     views = StudyViews(functools.partial(load_definition, engine), settings.view_cache_size)
     signal = WorkSignal(asyncio.get_running_loop())
+    events = EventBroadcaster(asyncio.get_running_loop())
     listener = Listener(
         url.set(drivername="postgresql").render_as_string(hide_password=False),
-        [WORK_CHANNEL],
-        lambda channel, payload: signal.notify_threadsafe(),
+        [WORK_CHANNEL, EVENTS_CHANNEL],
+        route_notifications(signal, events),
     )
     reaper = Reaper(
         engine,
@@ -78,13 +98,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.studies = StudyService(engine, views)
     app.state.trials = TrialService(engine, views)
+    app.state.history = HistoryService(
+        engine, ImportanceCache(engine, settings.importance_sync_max_trials)
+    )
+    app.state.live = LiveService(
+        engine, events, StreamTiming(settings.events_heartbeat_s, settings.events_repoll_s)
+    )
     app.state.work_signal = signal
     app.state.reaper = reaper
     listener.start()
     reaper.start()
+    # Event streams never end by themselves: close them when the server is told to stop.
+    restore_signals = on_stop_signals(events.close_threadsafe)
     try:
         yield
     finally:
+        restore_signals()
+        events.close()
+        app.state.history.close()
         reaper.stop()
         listener.stop()
         engine.dispose()

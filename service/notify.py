@@ -4,6 +4,9 @@ Statements that make work available (a trial finished or requeued, a study creat
 run ``pg_notify('hpo_work', '<study id>')`` in their transaction; PostgreSQL delivers it at
 commit to every listening process, each of which wakes its long-polling claims. One thread per
 process holds the LISTEN connection and reconnects with backoff if it drops.
+
+The same thread listens on ``hpo_events`` (a trigger NOTIFYs it with the study id whenever events
+are written) and wakes this process's event streams of that study (:class:`EventBroadcaster`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import psycopg2
 import psycopg2.extensions
 
 WORK_CHANNEL = "hpo_work"
+EVENTS_CHANNEL = "hpo_events"
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +117,73 @@ class WorkSignal:
             self._waiters.remove(waiter)
         if not waiter.done():
             waiter.cancel()
+
+
+class EventBroadcaster:
+    """Wakes this process's event streams of a study when its events may have been written.
+
+    Lives on the event loop; ``notify_threadsafe`` and ``close_threadsafe`` may be called from
+    any thread (the listener) or from a signal handler. A subscription is an ``asyncio.Event``
+    that stays set until its subscriber clears it, so a notification that arrives while the
+    subscriber is reading the database is not lost. A notification carries no data: subscribers
+    read what is new themselves. After ``close`` every subscription is set for good (the server is
+    shutting down: streams end so that their connections can close).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._subscribers: dict[int, set[asyncio.Event]] = {}
+        self.closed = False
+
+    def notify_threadsafe(self, payload: str) -> None:
+        """``payload`` is the NOTIFY payload: the study id (anything else is ignored)."""
+        try:
+            study_id = int(payload)
+        except ValueError:
+            logger.warning("ignoring %s notification with payload %r", EVENTS_CHANNEL, payload)
+            return
+        self._loop.call_soon_threadsafe(self.notify, study_id)
+
+    def notify(self, study_id: int) -> None:
+        for subscription in self._subscribers.get(study_id, ()):
+            subscription.set()
+
+    def subscribe(self, study_id: int) -> asyncio.Event:
+        """A new subscription to the study's notifications (subscribe before reading)."""
+        subscription = asyncio.Event()
+        if self.closed:
+            subscription.set()
+        self._subscribers.setdefault(study_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, study_id: int, subscription: asyncio.Event) -> None:
+        subscribers = self._subscribers.get(study_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[study_id]
+
+    def close(self) -> None:
+        self.closed = True
+        for subscribers in self._subscribers.values():
+            for subscription in subscribers:
+                subscription.set()
+
+    def close_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(self.close)
+
+    def __len__(self) -> int:
+        """The number of live subscriptions."""
+        return sum(len(s) for s in self._subscribers.values())
+
+
+def route_notifications(work: WorkSignal, events: EventBroadcaster) -> Handler:
+    """The listener's handler: ``hpo_work`` wakes claims, ``hpo_events`` wakes event streams."""
+
+    def handle(channel: str, payload: str) -> None:
+        if channel == EVENTS_CHANNEL:
+            events.notify_threadsafe(payload)
+        else:
+            work.notify_threadsafe()
+
+    return handle

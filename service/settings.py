@@ -43,6 +43,18 @@ class ServerSettings(BaseSettings):
     event_retention_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="how long live-update events are kept"
     )
+    events_heartbeat_s: float = Field(
+        default=15.0, gt=0, le=300, description="event streams send a comment this often"
+    )
+    events_repoll_s: float = Field(
+        default=5.0, gt=0, le=60, description="event streams re-check this often without a NOTIFY"
+    )
+    importance_sync_max_trials: int = Field(
+        default=200,
+        ge=0,
+        description="importances of studies with at most this many complete trials are computed"
+        " in the request; larger studies are computed in the background",
+    )
     checkpoint_dir: Path | None = Field(
         default=None, description="store checkpoints as files here instead of in PostgreSQL"
     )
