@@ -17,6 +17,8 @@ from fastapi import Depends, FastAPI
 from service import __version__
 from service.api.deps import require_token
 from service.api.errors import install_error_handlers
+from service.checkpoints.endpoints import router as checkpoints_router
+from service.checkpoints.service import CheckpointService, build_store
 from service.dashboard.endpoints import router as dashboard_router
 from service.db.engine import create_db_engine, resolve_url
 from service.db.migrate import ensure_current
@@ -65,6 +67,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(history_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(studies_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(trials_router, prefix=API_PREFIX, dependencies=api)
+    app.include_router(checkpoints_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(live_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(health_router)
     app.include_router(dashboard_router)
@@ -74,6 +77,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ServerSettings = app.state.settings
+    checkpoint_store = build_store(settings.checkpoint_dir)  # files (if configured) or PostgreSQL
     url = resolve_url(settings)
     engine = create_db_engine(url, pool_size=settings.pool_size, max_overflow=settings.max_overflow)
     try:
@@ -96,8 +100,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.event_retention_s,
     )
     app.state.engine = engine
-    app.state.studies = StudyService(engine, views)
+    app.state.studies = StudyService(engine, views, checkpoint_store)
     app.state.trials = TrialService(engine, views)
+    app.state.checkpoints = CheckpointService(
+        engine, checkpoint_store, settings.checkpoint_max_bytes
+    )
     app.state.history = HistoryService(
         engine, ImportanceCache(engine, settings.importance_sync_max_trials)
     )

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import BYTEA, JSON, JSONB
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -156,6 +156,33 @@ events = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Index("ix_hpo_events_study_id_xid_id", "study_id", "xid", "id"),
     Index("ix_hpo_events_created_at", "created_at"),
+)
+
+# The last checkpoint of each trial (service.checkpoints). ``data`` holds the bytes for the
+# PostgreSQL store and is NULL for the file store.
+checkpoints = Table(
+    "hpo_checkpoints",
+    metadata,
+    Column(
+        "trial_id",
+        Integer,
+        ForeignKey("trials.trial_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "study_id",
+        Integer,
+        ForeignKey("hpo_studies.study_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("step", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", BYTEA, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    CheckConstraint("step >= 0", name="step"),
+    CheckConstraint("size >= 0", name="size"),
+    Index("ix_hpo_checkpoints_study_id", "study_id"),
 )
 
 

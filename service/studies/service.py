@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from service import idempotency
+from service.checkpoints.store import CheckpointStore
 from service.errors import DuplicateName, NotFound, SpecError
 from service.idempotency import IdempotencyKey, KeyRace
 from service.pagination import DEFAULT_LIMIT, Page, decode_cursor, encode_cursor
@@ -19,9 +20,12 @@ from service.studies.schemas import StudyCreate, StudyOut, StudyPatch, TrialCoun
 
 
 class StudyService:
-    def __init__(self, engine: Engine, views: StudyViews) -> None:
+    def __init__(
+        self, engine: Engine, views: StudyViews, checkpoints: CheckpointStore | None = None
+    ) -> None:
         self._engine = engine
         self._views = views
+        self._checkpoints = checkpoints
 
     def create(self, body: StudyCreate, idem: IdempotencyKey | None = None) -> StudyOut:
         """Validate the whole specification (a dry run of its sampler and pruner), then store it.
@@ -136,6 +140,8 @@ class StudyService:
                 raise NotFound(f"study {study_id} does not exist")
             repo.delete_study(conn, study_id)
         self._views.discard(study_id)
+        if self._checkpoints is not None:  # rows went by cascade; checkpoint files go now
+            self._checkpoints.delete_study(study_id)
 
 
 def to_study_out(row: repo.StudyRow) -> StudyOut:

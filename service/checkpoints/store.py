@@ -1,0 +1,73 @@
+"""What a checkpoint store is: the contract both backends keep.
+
+A trial has at most one checkpoint, the last one written. Its metadata (step, size, sha256,
+time) always lives in ``hpo_checkpoints``; its bytes live next to it (PostgreSQL store) or in a
+file (file store). Stores work inside the caller's transaction: the service locks the trial's
+lease, calls the store, and commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What is known about a stored checkpoint without reading its bytes."""
+
+    trial_id: int
+    study_id: int
+    step: int
+    size: int
+    sha256: str
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    meta: CheckpointMeta
+    data: bytes
+
+
+class CheckpointStore(Protocol):
+    """Where the bytes of checkpoints live.
+
+    Contract, for every implementation:
+
+    - ``write`` replaces the trial's checkpoint atomically: once the caller's transaction
+      commits, readers see the new metadata with the new bytes; if it rolls back, or the
+      process dies before the commit, they see the previous checkpoint (or none). A reader
+      never sees metadata for bytes that are not there, nor half-written bytes.
+    - ``read`` answers the metadata and bytes of one committed checkpoint, or ``None``.
+    - Rows go with their trial or study (``ON DELETE CASCADE``); ``delete_study`` removes
+      whatever else the store keeps for a study and is idempotent. Call it after the study's
+      deletion has committed.
+
+    Implementations are shared by all request threads and keep no per-request state.
+    """
+
+    def write(
+        self,
+        conn: Connection,
+        *,
+        study_id: int,
+        trial_id: int,
+        step: int,
+        data: bytes,
+        sha256: str,
+    ) -> CheckpointMeta:
+        """Replace the trial's checkpoint within the caller's transaction (the caller holds
+        the lock of the trial's lease row)."""
+        ...
+
+    def read(self, conn: Connection, trial_id: int) -> Checkpoint | None:
+        """The trial's checkpoint, or ``None`` when it has none (or none that can be read)."""
+        ...
+
+    def delete_study(self, study_id: int) -> None:
+        """Remove what the store keeps outside ``hpo_checkpoints`` for the study."""
+        ...
