@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,10 @@ import httpx
 import optuna
 import psycopg2
 from psycopg2.extras import execute_values
-from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import scratch_database, server_process, summary  # noqa: E402
+from bench.common import scratch_database, server_process, summary
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -50,6 +50,8 @@ DISTRIBUTIONS = {
     "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64, 128, 256, 512]),
 }
 STEPS = 10
+
+Timings = tuple[list[float], list[float], list[float]]  # ask+tell s, client CPU s, report s
 
 
 def objective(params: dict[str, Any]) -> float:
@@ -86,8 +88,8 @@ def prefill(
     with conn, conn.cursor() as cur:
         ids = execute_values(
             cur,
-            "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) VALUES %s"
-            " RETURNING trial_id",
+            "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete)"
+            " VALUES %s RETURNING trial_id",
             [(i, study_id, "COMPLETE", "2026-01-01", "2026-01-01") for i in range(len(rows))],
             fetch=True,
         )
@@ -101,7 +103,8 @@ def prefill(
             inter += [(tid, s, x, "FINITE") for s, x in enumerate(curve)]
         execute_values(
             cur,
-            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES %s",
+            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)"
+            " VALUES %s",
             params,
         )
         execute_values(
@@ -111,7 +114,8 @@ def prefill(
         )
         execute_values(
             cur,
-            "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type) VALUES %s",
+            "INSERT INTO trial_intermediate_values"
+            " (trial_id, step, intermediate_value, intermediate_value_type) VALUES %s",
             inter,
         )
         if service:
@@ -265,12 +269,16 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     study.tell(study.ask(DISTRIBUTIONS), 1.0)  # warm caches
     optuna_n, optuna_tx = counted(
         lambda: [
-            study.tell(t, objective(t.params)) for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
+            study.tell(t, objective(t.params))
+            for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
         ]
     )
 
     def counting_engine(url: Any, **kwargs: Any) -> Any:
-        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "connection_factory": CountingConnection}
+        kwargs["connect_args"] = {
+            **kwargs.get("connect_args", {}),
+            "connection_factory": CountingConnection,
+        }
         return sqlalchemy.create_engine(url, **kwargs)
 
     original = engine_module.create_engine
@@ -278,19 +286,30 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     try:
         app = create_app(ServerSettings(database_url=SecretStr(url), reaper_interval_s=300))
         with TestClient(app) as client:
-            body = {"name": f"count-svc-{sampler}-{size}", "search_space": SPACE, "sampler": {"name": sampler}}
+            body = {
+                "name": f"count-svc-{sampler}-{size}",
+                "search_space": SPACE,
+                "sampler": {"name": sampler},
+            }
             sid = client.post("/api/v1/studies", json=body).json()["id"]
             prefill(url.replace("+psycopg2", ""), sid, rows, service=True)
             warm = client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "warm"}).json()
-            client.post(f"/api/v1/trials/{warm['id']}/complete",
-                        json={"lease_token": warm["lease"]["token"], "values": [1.0]})
+            client.post(
+                f"/api/v1/trials/{warm['id']}/complete",
+                json={"lease_token": warm["lease"]["token"], "values": [1.0]},
+            )
 
             def service_rounds() -> None:
                 for _ in range(rounds):
-                    t = client.post(f"/api/v1/studies/{sid}/trials", json={"worker_id": "count"}).json()
+                    t = client.post(
+                        f"/api/v1/studies/{sid}/trials", json={"worker_id": "count"}
+                    ).json()
                     client.post(
                         f"/api/v1/trials/{t['id']}/complete",
-                        json={"lease_token": t["lease"]["token"], "values": [objective(t["params"])]},
+                        json={
+                            "lease_token": t["lease"]["token"],
+                            "values": [objective(t["params"])],
+                        },
                     )
 
             service_n, service_tx = counted(service_rounds)
@@ -351,12 +370,13 @@ def main() -> None:
                     }
                     sid = httpx.post(f"{base}/api/v1/studies", json=body).json()["id"]
                     prefill(dsn, sid, rows, service=True)
-                    for name, run in (
-                        ("optuna-mem", lambda: time_optuna(mem, args.iters)),
-                        ("optuna-rdb", lambda: time_optuna(rdb, args.iters)),
-                        ("service", lambda: time_service(base, sid, args.iters)),
-                        ("svc-1req", lambda: time_service_next(base, sid, args.iters)),
-                    ):
+                    systems: list[tuple[str, Callable[[], Timings]]] = [
+                        ("optuna-mem", partial(time_optuna, mem, args.iters)),
+                        ("optuna-rdb", partial(time_optuna, rdb, args.iters)),
+                        ("service", partial(time_service, base, sid, args.iters)),
+                        ("svc-1req", partial(time_service_next, base, sid, args.iters)),
+                    ]
+                    for name, run in systems:
                         run()  # warm-up round (view load, caches) is not timed
                         lat, cpu, rep = run()
                         reports = (
@@ -378,7 +398,8 @@ def main() -> None:
                             f"{sampler:6} {size:5} {name:10} {row['per_s']:8.1f} trials/s  "
                             f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
                             f"client cpu {row['client_cpu_ms']:6.2f} ms  "
-                            f"report p50 {row['report_p50_ms']:6.2f} ms p99 {row['report_p99_ms']:6.2f} ms",
+                            f"report p50 {row['report_p50_ms']:6.2f} ms "
+                            f"p99 {row['report_p99_ms']:6.2f} ms",
                             flush=True,
                         )
         counts = {s: statements_per_round(url, s, 1000) for s in samplers}
@@ -393,7 +414,8 @@ def main() -> None:
             }
             for system in ("service", "svc-1req"):
                 print(
-                    f"  {sampler:6} {size:5} {system:8}: / optuna-rdb = {by[system] / by['optuna-rdb']:5.2f}x"
+                    f"  {sampler:6} {size:5} {system:8}: "
+                    f"/ optuna-rdb = {by[system] / by['optuna-rdb']:5.2f}x"
                     f"   / optuna-mem = {by[system] / by['optuna-mem']:5.2f}x"
                 )
     print()

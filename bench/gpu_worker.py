@@ -14,6 +14,7 @@ sampled with nvidia-smi during each phase. Not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -75,19 +76,19 @@ class GpuSampler:
         while not self._stop.wait(0.5):
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
-            try:
+            with contextlib.suppress(ValueError, IndexError):
                 self.samples.append(float(out.stdout.split()[0]))
-            except (ValueError, IndexError):
-                pass
 
     def mean(self) -> str:
         return f"{statistics.mean(self.samples):.0f}%" if self.samples else "n/a"
 
 
-def run_service(args: argparse.Namespace, cfgs: list[dict[str, Any]], task: dict[str, Any],
-                tmp: Path) -> tuple[float, float, GpuSampler]:
+def run_service(
+    args: argparse.Namespace, cfgs: list[dict[str, Any]], task: dict[str, Any], tmp: Path
+) -> tuple[float, float, GpuSampler]:
     with scratch_database(tmp) as url, server_process(url, port=args.port) as base:
         api = base + "/api/v1"
         space = {
@@ -96,21 +97,41 @@ def run_service(args: argparse.Namespace, cfgs: list[dict[str, Any]], task: dict
             "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
             "hidden_size": {"type": "categorical", "choices": [256]},
         }
-        body = {"name": "gpu-bench", "search_space": space, "sampler": {"name": "random"},
-                "task": task, "max_trials": len(cfgs), "max_parallel": args.slots,
-                "lease_seconds": 300}
+        body = {
+            "name": "gpu-bench",
+            "search_space": space,
+            "sampler": {"name": "random"},
+            "task": task,
+            "max_trials": len(cfgs),
+            "max_parallel": args.slots,
+            "lease_seconds": 300,
+        }
         study = httpx.post(f"{api}/studies", json=body).raise_for_status().json()
         for cfg in cfgs:
-            httpx.post(f"{api}/studies/{study['id']}/trials/enqueue",
-                       json={"params": cfg}).raise_for_status()
+            httpx.post(
+                f"{api}/studies/{study['id']}/trials/enqueue", json={"params": cfg}
+            ).raise_for_status()
         env = {**os.environ, "HPO_SPOOL_DIR": str(tmp / "spool")}
         log = (tmp / "worker.log").open("wb")
         started = time.perf_counter()
         with GpuSampler() as gpu:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "workers", "--api", base, "--device", args.device,
-                 "--slots", str(args.slots), "--poll-wait", "1"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "workers",
+                    "--api",
+                    base,
+                    "--device",
+                    args.device,
+                    "--slots",
+                    str(args.slots),
+                    "--poll-wait",
+                    "1",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             try:
                 while True:
@@ -136,8 +157,9 @@ def run_service(args: argparse.Namespace, cfgs: list[dict[str, Any]], task: dict
     return elapsed, best, gpu
 
 
-def run_naive(args: argparse.Namespace, cfgs: list[dict[str, Any]], spec: DatasetSpec
-              ) -> tuple[float, float, GpuSampler]:
+def run_naive(
+    args: argparse.Namespace, cfgs: list[dict[str, Any]], spec: DatasetSpec
+) -> tuple[float, float, GpuSampler]:
     device = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
     cpu_data = load_dataset(spec, torch.device("cpu"))
     best = float("inf")
@@ -152,8 +174,9 @@ def run_naive(args: argparse.Namespace, cfgs: list[dict[str, Any]], spec: Datase
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=5)
@@ -165,8 +188,11 @@ def main() -> None:
     max_samples = None
     if args.quick:
         args.trials, args.epochs, args.slots, max_samples = 4, 2, 2, 6000
-    task: dict[str, Any] = {"name": "mlp_classifier", "dataset": "fashion_mnist",
-                            "epochs": args.epochs}
+    task: dict[str, Any] = {
+        "name": "mlp_classifier",
+        "dataset": "fashion_mnist",
+        "epochs": args.epochs,
+    }
     if args.data_dir:
         task["dir"] = args.data_dir
     if max_samples:
@@ -180,10 +206,14 @@ def main() -> None:
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"\n{len(cfgs)} trials x {args.epochs} epochs of Fashion-MNIST on {name}")
     print(f"{'':28} {'trials/hour':>12} {'wall s':>8} {'GPU util':>9} {'best val loss':>14}")
-    print(f"{'service worker (' + str(args.slots) + ' slots)':28} {svc_rate:12.0f} {svc_s:8.1f} "
-          f"{svc_gpu.mean():>9} {svc_best:14.4f}")
-    print(f"{'naive loop (sequential)':28} {naive_rate:12.0f} {naive_s:8.1f} "
-          f"{naive_gpu.mean():>9} {naive_best:14.4f}")
+    print(
+        f"{'service worker (' + str(args.slots) + ' slots)':28} {svc_rate:12.0f} {svc_s:8.1f} "
+        f"{svc_gpu.mean():>9} {svc_best:14.4f}"
+    )
+    print(
+        f"{'naive loop (sequential)':28} {naive_rate:12.0f} {naive_s:8.1f} "
+        f"{naive_gpu.mean():>9} {naive_best:14.4f}"
+    )
     print(f"speedup: {svc_rate / naive_rate:.2f}x trials/hour")
 
 

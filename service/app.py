@@ -44,7 +44,10 @@ from service.settings import ServerSettings
 from service.studies.endpoints import router as studies_router
 from service.studies.service import StudyService, load_definition
 from service.trials.endpoints import router as trials_router
-from service.trials.service import TrialService
+from service.trials.handout import HandoutService
+from service.trials.index import TrialStudyIndex
+from service.trials.leases import LeaseService
+from service.trials.queries import TrialQueries
 
 API_PREFIX = "/api/v1"
 
@@ -101,7 +104,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.engine = engine
     app.state.studies = StudyService(engine, views, checkpoint_store)
-    app.state.trials = TrialService(engine, views)
+    trial_index = TrialStudyIndex(engine)
+    app.state.handout = HandoutService(engine, views, trial_index)
+    app.state.leases = LeaseService(engine, views, trial_index)
+    app.state.trial_queries = TrialQueries(engine)
     app.state.checkpoints = CheckpointService(
         engine, checkpoint_store, settings.checkpoint_max_bytes
     )

@@ -78,6 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        # Long polls (up to 60 s) would hold a shutdown that long; cut them after 5 s (clients
+        # retry with the same Idempotency-Key, so nothing is handed out twice).
+        timeout_graceful_shutdown=5,
     )
     return 0
 

@@ -9,17 +9,29 @@ from sqlalchemy import Engine
 from service.sampling.registry import StudyViews
 from service.studies.schemas import StudyCreate
 from service.studies.service import StudyService, load_definition
-from service.trials.service import TrialService
+from service.trials.handout import HandoutService
+from service.trials.index import TrialStudyIndex
+from service.trials.leases import LeaseService
+from service.trials.schemas import LeasedTrialOut
 from tests.api.helpers import study_body
 
 
-def _services(engine: Engine) -> tuple[StudyService, TrialService, StudyViews]:
+class _Trials:
+    """Hand-out and lease services of one simulated server process."""
+
+    def __init__(self, engine: Engine, views: StudyViews) -> None:
+        index = TrialStudyIndex(engine)
+        self.handout = HandoutService(engine, views, index)
+        self.leases = LeaseService(engine, views, index)
+
+
+def _services(engine: Engine) -> tuple[StudyService, _Trials, StudyViews]:
     views = StudyViews(functools.partial(load_definition, engine), 8)
-    return StudyService(engine, views), TrialService(engine, views), views
+    return StudyService(engine, views), _Trials(engine, views), views
 
 
-def _trial(trials: TrialService, study_id: int):  # type: ignore[no-untyped-def]
-    lease = trials.ask(study_id, "w").trial
+def _trial(trials: _Trials, study_id: int) -> LeasedTrialOut:
+    lease = trials.handout.ask(study_id, "w").trial
     assert lease is not None
     return lease
 
@@ -30,14 +42,14 @@ def test_reports_and_asks_only_see_their_own_study(engine: Engine) -> None:
     b = studies.create(StudyCreate.model_validate(study_body("b", max_trials=None)))
     for _ in range(3):
         t = _trial(trials, a.id)
-        trials.report(t.id, t.lease.token, 0, 1.0)
-        trials.complete(t.id, t.lease.token, "complete", [1.0], None, {})
+        trials.leases.report(t.id, t.lease.token, 0, 1.0)
+        trials.leases.complete(t.id, t.lease.token, "complete", [1.0], None, {})
     t = _trial(trials, b.id)
-    trials.report(t.id, t.lease.token, 0, 2.0)
+    trials.leases.report(t.id, t.lease.token, 0, 2.0)
     # Study a changes after b's view last read: b's next refresh must not pick it up.
     extra = _trial(trials, a.id)
-    trials.report(extra.id, extra.lease.token, 0, 1.0)
-    trials.report(t.id, t.lease.token, 1, 2.0)
+    trials.leases.report(extra.id, extra.lease.token, 0, 1.0)
+    trials.leases.report(t.id, t.lease.token, 1, 2.0)
     assert views.get(b.id).storage.n_trials == 1
     assert views.get(a.id).storage.n_trials == 4
     assert _trial(trials, b.id).number == 1
@@ -53,7 +65,7 @@ def test_a_second_process_view_catches_up(engine: Engine) -> None:
     for service in (one, two, one, one, two):
         t = _trial(service, sid)
         numbers.append(t.number)
-        service.complete(t.id, t.lease.token, "complete", [float(t.number)], None, {})
+        service.leases.complete(t.id, t.lease.token, "complete", [float(t.number)], None, {})
     assert numbers == [0, 1, 2, 3, 4]
     view = views_two.get(sid)
     assert view.storage.n_trials == 4  # trial 4 (its own) comes back on the next refresh

@@ -12,7 +12,9 @@ from service.idempotency import IdempotencyKey
 from service.notify import WorkSignal
 from service.settings import ServerSettings
 from service.studies.service import StudyService
-from service.trials.service import TrialService
+from service.trials.handout import HandoutService
+from service.trials.leases import LeaseService
+from service.trials.queries import TrialQueries
 
 
 def get_settings(request: Request) -> ServerSettings:
@@ -25,8 +27,18 @@ def get_studies(request: Request) -> StudyService:
     return service
 
 
-def get_trials(request: Request) -> TrialService:
-    service: TrialService = request.app.state.trials
+def get_handout(request: Request) -> HandoutService:
+    service: HandoutService = request.app.state.handout
+    return service
+
+
+def get_leases(request: Request) -> LeaseService:
+    service: LeaseService = request.app.state.leases
+    return service
+
+
+def get_trial_queries(request: Request) -> TrialQueries:
+    service: TrialQueries = request.app.state.trial_queries
     return service
 
 
@@ -37,7 +49,9 @@ def get_work_signal(request: Request) -> WorkSignal:
 
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 StudiesDep = Annotated[StudyService, Depends(get_studies)]
-TrialsDep = Annotated[TrialService, Depends(get_trials)]
+HandoutDep = Annotated[HandoutService, Depends(get_handout)]
+LeasesDep = Annotated[LeaseService, Depends(get_leases)]
+TrialQueriesDep = Annotated[TrialQueries, Depends(get_trial_queries)]
 WorkSignalDep = Annotated[WorkSignal, Depends(get_work_signal)]
 
 

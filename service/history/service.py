@@ -21,7 +21,6 @@ from service.history import repository as repo
 from service.history.curves import downsample
 from service.history.export import CsvColumns
 from service.history.importance import ImportanceCache
-from service.history.pareto import pareto_front_mask
 from service.history.schemas import (
     ChangesOut,
     CurveOut,
@@ -33,6 +32,7 @@ from service.pagination import Page, decode_cursor, encode_cursor
 from service.studies import repository as studies_repo
 from service.studies.repository import API_STATE
 from service.studies.schemas import TrialCounts
+from service.trials.pareto import pareto_front_mask
 from service.trials.read_model import to_trial_out, utc
 from service.trials.repository import study_directions
 from service.trials.schemas import TrialOut

@@ -10,13 +10,16 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from service.api.deps import (
+    HandoutDep,
     IdempotencyHeader,
+    LeasesDep,
     SettingsDep,
-    TrialsDep,
+    TrialQueriesDep,
     WorkSignalDep,
     idempotency_key,
 )
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from service.trials.handout import HandOut
 from service.trials.schemas import (
     AskIn,
     AttrsIn,
@@ -33,7 +36,6 @@ from service.trials.schemas import (
     TrialOut,
     TrialStateName,
 )
-from service.trials.service import HandOut
 
 router = APIRouter(tags=["trials"])
 
@@ -53,17 +55,21 @@ def _handout_response(result: HandOut) -> Response:
 
 @router.post("/studies/{study_id}/trials", responses=_HANDOUT_RESPONSES)
 def ask(
-    study_id: int, body: AskIn, trials: TrialsDep, request: Request, key: IdempotencyHeader = None
+    study_id: int,
+    body: AskIn,
+    handout: HandoutDep,
+    request: Request,
+    key: IdempotencyHeader = None,
 ) -> Response:
     """Ask for the study's next trial (a queued one first, else a new sample)."""
     idem = idempotency_key(request, key, body.model_dump(mode="json"))
-    return _handout_response(trials.ask(study_id, body.worker_id, idem))
+    return _handout_response(handout.ask(study_id, body.worker_id, idem))
 
 
 @router.post("/trials/claim", responses=_HANDOUT_RESPONSES)
 async def claim(
     body: ClaimIn,
-    trials: TrialsDep,
+    handout: HandoutDep,
     signal: WorkSignalDep,
     settings: SettingsDep,
     request: Request,
@@ -81,7 +87,7 @@ async def claim(
         woken = signal.waiter()  # subscribe before trying, so no notification is missed
         try:
             result = await run_in_threadpool(
-                trials.claim, body.worker_id, body.study_ids, body.tasks, idem
+                handout.claim, body.worker_id, body.study_ids, body.tasks, idem
             )
             remaining = deadline - loop.time()
             if result.trial is not None or remaining <= 0 or await request.is_disconnected():
@@ -92,9 +98,9 @@ async def claim(
 
 
 @router.post("/studies/{study_id}/trials/enqueue", status_code=status.HTTP_201_CREATED)
-def enqueue(study_id: int, body: EnqueueIn, trials: TrialsDep) -> TrialOut:
+def enqueue(study_id: int, body: EnqueueIn, handout: HandoutDep) -> TrialOut:
     """Queue a configuration (some or all parameters) to run before new samples."""
-    return trials.enqueue(study_id, body.params, body.user_attrs)
+    return handout.enqueue(study_id, body.params, body.user_attrs)
 
 
 def _json(model: BaseModel) -> Response:
@@ -104,59 +110,58 @@ def _json(model: BaseModel) -> Response:
 
 
 @router.post("/trials/{trial_id}/heartbeat", response_model=HeartbeatOut)
-def heartbeat(trial_id: int, body: LeaseIn, trials: TrialsDep) -> Response:
-    expires_at, should_stop = trials.heartbeat(trial_id, body.lease_token)
+def heartbeat(trial_id: int, body: LeaseIn, leases: LeasesDep) -> Response:
+    expires_at, should_stop = leases.heartbeat(trial_id, body.lease_token)
     return _json(HeartbeatOut(expires_at=expires_at, should_stop=should_stop))
 
 
 @router.post("/trials/{trial_id}/report", response_model=ReportOut)
-def report(trial_id: int, body: ReportIn, trials: TrialsDep) -> Response:
+def report(trial_id: int, body: ReportIn, leases: LeasesDep) -> Response:
     """An intermediate value at ``step``; the study's pruner answers ``should_prune``."""
-    prune, stop = trials.report(trial_id, body.lease_token, body.step, body.value)
+    prune, stop = leases.report(trial_id, body.lease_token, body.step, body.value)
     return _json(ReportOut(should_prune=prune, should_stop=stop))
 
 
 @router.post("/trials/{trial_id}/attrs", status_code=status.HTTP_204_NO_CONTENT)
-def set_attrs(trial_id: int, body: AttrsIn, trials: TrialsDep) -> Response:
+def set_attrs(trial_id: int, body: AttrsIn, leases: LeasesDep) -> Response:
     """Set user attributes of a running trial (they are also accepted by complete)."""
-    trials.set_attrs(trial_id, body.lease_token, body.user_attrs)
+    leases.set_attrs(trial_id, body.lease_token, body.user_attrs)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/trials/{trial_id}/complete", response_model=CompleteOut)
-def complete(trial_id: int, body: CompleteIn, trials: TrialsDep) -> Response:
+def complete(trial_id: int, body: CompleteIn, leases: LeasesDep, handout: HandoutDep) -> Response:
     """Finish the trial: complete with values, pruned, or failed with a reason.
 
     Repeating the call with the same token returns the same result. With ``next``, the answer
     also carries the study's next trial for that worker (or why there is none).
     """
-    finished, replayed = trials.complete(
+    finished, replayed = leases.complete(
         trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
     )
     out = CompleteOut(**finished.model_dump())
     if body.next is not None:
-        out.next_trial, out.no_trial_reason = trials.complete_and_ask(
-            finished, body.lease_token, body.next.worker_id, replayed
-        )
+        following = handout.ask_next(finished, body.lease_token, body.next.worker_id, replayed)
+        out.next_trial, out.no_trial_reason = following.trial, following.reason
     return _json(out)
 
 
 @router.post("/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT)
-def release(trial_id: int, body: LeaseIn, trials: TrialsDep) -> Response:
+def release(trial_id: int, body: LeaseIn, leases: LeasesDep) -> Response:
     """Give the lease back (worker shutting down): the trial is queued again as it is."""
-    trials.release(trial_id, body.lease_token)
+    leases.release(trial_id, body.lease_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/trials/{trial_id}")
-def get_trial(trial_id: int, trials: TrialsDep) -> TrialOut:
+def get_trial(trial_id: int, trials: TrialQueriesDep) -> TrialOut:
     return trials.get(trial_id)
 
 
 @router.get("/studies/{study_id}/trials")
 def list_trials(
     study_id: int,
-    trials: TrialsDep,
+    trials: TrialQueriesDep,
     state: Annotated[list[TrialStateName] | None, Query()] = None,
     sort: Literal["number", "-number", "value", "-value"] = "number",
     cursor: str | None = None,
@@ -175,6 +180,6 @@ def list_trials(
 
 
 @router.get("/studies/{study_id}/best")
-def best(study_id: int, trials: TrialsDep) -> BestOut:
+def best(study_id: int, trials: TrialQueriesDep) -> BestOut:
     """The best complete trial, or the Pareto front of a multi-objective study."""
     return trials.best(study_id)

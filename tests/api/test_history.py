@@ -18,7 +18,7 @@ from sqlalchemy import Engine, event, text
 from service.app import create_app
 from service.history import service as history_service
 from service.history.curves import downsample
-from service.history.pareto import pareto_front_mask
+from service.trials.pareto import pareto_front_mask
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
 from tests.conftest import server_settings
 from tests.support import ScratchDatabase

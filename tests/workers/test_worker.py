@@ -268,26 +268,35 @@ def test_a_spooled_result_survives_the_worker_dying_during_an_outage(
 def test_two_slots_run_in_child_processes_that_die_with_the_worker(
     server: ServerProcess, start_worker: StartWorker
 ) -> None:
-    study = create_study(server, sleep_study(
-        "slots", steps=30, sleep_s=0.3, max_trials=2, max_parallel=2, lease_seconds=3))
+    study = create_study(
+        server,
+        sleep_study("slots", steps=30, sleep_s=0.3, max_trials=2, max_parallel=2, lease_seconds=3),
+    )
     worker = start_worker("--slots", "2", name="multi", test_tasks=True)
     running = wait_for(
-        lambda: [t for t in trials_of(server, study["id"]) if t["intermediate_values"]]
-        if len([t for t in trials_of(server, study["id"]) if t["intermediate_values"]]) == 2
-        else None,
-        60, "both slots to report",
+        lambda: (
+            [t for t in trials_of(server, study["id"]) if t["intermediate_values"]]
+            if len([t for t in trials_of(server, study["id"]) if t["intermediate_values"]]) == 2
+            else None
+        ),
+        60,
+        "both slots to report",
     )
     assert sorted(t["worker_id"] for t in running) == ["multi:0", "multi:1"]
     worker.signal(signal.SIGKILL)  # the parent only: its slot processes must die with it
     worker.wait(10)
     requeued = wait_for(
-        lambda: all(t["state"] == "waiting" for t in trials_of(server, study["id"])), 30,
+        lambda: all(t["state"] == "waiting" for t in trials_of(server, study["id"])),
+        30,
         "both leases to expire (no orphan slot keeps them alive)",
     )
     assert requeued
     second = start_worker("--slots", "2", name="again", test_tasks=True)
-    wait_for(lambda: all(t["state"] == "running" for t in trials_of(server, study["id"])),
-             30, "both trials to be taken again")
+    wait_for(
+        lambda: all(t["state"] == "running" for t in trials_of(server, study["id"])),
+        30,
+        "both trials to be taken again",
+    )
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0  # slots checkpoint, hand their leases back, exit
     assert all(t["state"] == "waiting" for t in trials_of(server, study["id"]))

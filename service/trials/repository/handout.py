@@ -1,0 +1,279 @@
+"""Hand-out: new and queued trials under a lease, enqueued configurations, claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.distributions import BaseDistribution
+from sqlalchemy import Connection, text
+
+from service.db.prepared import Statement
+from service.notify import WORK_CHANNEL
+from service.sampling.repository import CURRENT_XID
+from service.trials.repository.encoding import attr_arrays, params_arrays
+from service.trials.repository.events import event
+
+
+@dataclass(frozen=True)
+class NewLease:
+    trial_id: int
+    number: int
+    attempt: int
+    expires_at: dt.datetime
+
+
+_INSERT_NEW_TRIAL = Statement(
+    f"""
+    WITH t AS (
+        INSERT INTO trials (number, study_id, state, datetime_start)
+        VALUES (:number, :study_id, 'RUNNING', now() AT TIME ZONE 'utc')
+        RETURNING trial_id
+    ), p AS (
+        INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
+        SELECT t.trial_id, x.name, x.value, x.dist
+          FROM t, unnest(CAST(:p_names AS text[]), CAST(:p_values AS float8[]),
+                         CAST(:p_dists AS text[])) AS x(name, value, dist)
+    ), a AS (
+        INSERT INTO trial_system_attributes (trial_id, key, value_json)
+        SELECT t.trial_id, x.key, x.value
+          FROM t, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
+    ), h AS (
+        INSERT INTO hpo_trials (trial_id, study_id, attempt, lease_token, lease_expires_at,
+                                worker_id, change_xid)
+        SELECT t.trial_id, :study_id, 1, :token, now() + make_interval(secs => :lease_seconds),
+               :worker_id, {CURRENT_XID}
+          FROM t
+        RETURNING lease_expires_at
+    ), s AS (
+        UPDATE hpo_studies SET n_started = n_started + 1, last_handout_at = now()
+         WHERE study_id = :study_id
+    ), {
+        event(
+            "e",
+            "trial_started",
+            "t",
+            ":study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', :number, 'attempt', 1, 'worker_id', :worker_id)",
+        )
+    }
+    SELECT t.trial_id, h.lease_expires_at FROM t, h
+    """
+)
+
+
+def insert_leased_trial(
+    conn: Connection,
+    *,
+    study_id: int,
+    number: int,
+    params: Mapping[str, Any],
+    distributions: Mapping[str, BaseDistribution],
+    system_attrs: Mapping[str, Any],
+    token: str,
+    worker_id: str,
+    lease_seconds: int,
+) -> NewLease:
+    """A newly sampled trial, running under a lease, counted against the study's budget."""
+    row = _INSERT_NEW_TRIAL.one_or_none(
+        conn,
+        {
+            "study_id": study_id,
+            "number": number,
+            "token": token,
+            "worker_id": worker_id,
+            "lease_seconds": lease_seconds,
+            **params_arrays(params, distributions),
+            **attr_arrays(system_attrs, "sa"),
+        },
+    )
+    assert row is not None
+    return NewLease(row["trial_id"], number, 1, row["lease_expires_at"])
+
+
+_LEASE_QUEUED_TRIAL = Statement(
+    f"""
+    WITH h AS (
+        UPDATE hpo_trials
+           SET attempt = attempt + 1, lease_token = :token,
+               lease_expires_at = now() + make_interval(secs => :lease_seconds),
+               worker_id = :worker_id, queued_at = NULL, change_xid = {CURRENT_XID}
+         WHERE trial_id = :trial_id AND queued_at IS NOT NULL
+        RETURNING trial_id, attempt, lease_expires_at
+    ), t AS (
+        UPDATE trials SET state = 'RUNNING', datetime_start = now() AT TIME ZONE 'utc'
+          FROM h WHERE trials.trial_id = h.trial_id
+        RETURNING trials.trial_id, trials.number
+    ), {
+        event(
+            "e",
+            "trial_started",
+            "h JOIN t ON t.trial_id = h.trial_id",
+            ":study_id",
+            "h.trial_id",
+            "jsonb_build_object('number', t.number, 'attempt', h.attempt, 'worker_id', :worker_id)",
+        )
+    }, p AS (
+        INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
+        SELECT h.trial_id, x.name, x.value, x.dist
+          FROM h, unnest(CAST(:p_names AS text[]), CAST(:p_values AS float8[]),
+                         CAST(:p_dists AS text[])) AS x(name, value, dist)
+    ), a AS (
+        INSERT INTO trial_system_attributes (trial_id, key, value_json)
+        SELECT h.trial_id, x.key, x.value
+          FROM h, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
+        ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json
+    ), s AS (
+        UPDATE hpo_studies
+           SET n_started = n_started + CASE WHEN (SELECT attempt FROM h) = 1 THEN 1 ELSE 0 END,
+               last_handout_at = now()
+         WHERE study_id = :study_id
+    )
+    SELECT h.trial_id, t.number, h.attempt, h.lease_expires_at FROM h, t
+    """
+)
+
+
+def lease_queued_trial(
+    conn: Connection,
+    *,
+    study_id: int,
+    trial_id: int,
+    new_params: Mapping[str, Any],
+    distributions: Mapping[str, BaseDistribution],
+    system_attrs: Mapping[str, Any],
+    token: str,
+    worker_id: str,
+    lease_seconds: int,
+) -> NewLease | None:
+    """Lease a trial from the queue (a retry, or one a user enqueued), adding ``new_params``.
+
+    The first lease of a trial counts against the budget; later ones (retries) do not.
+    None when the trial is no longer queued.
+    """
+    row = _LEASE_QUEUED_TRIAL.one_or_none(
+        conn,
+        {
+            "study_id": study_id,
+            "trial_id": trial_id,
+            "token": token,
+            "worker_id": worker_id,
+            "lease_seconds": lease_seconds,
+            **params_arrays(new_params, distributions),
+            **attr_arrays(system_attrs, "sa"),
+        },
+    )
+    if row is None:
+        return None
+    return NewLease(row["trial_id"], row["number"], row["attempt"], row["lease_expires_at"])
+
+
+_ENQUEUE = text(
+    f"""
+    WITH t AS (
+        INSERT INTO trials (number, study_id, state)
+        SELECT coalesce(max(number), -1) + 1, :study_id, 'WAITING' FROM trials
+         WHERE study_id = :study_id
+        RETURNING trial_id, number
+    ), a AS (
+        INSERT INTO trial_system_attributes (trial_id, key, value_json)
+        SELECT t.trial_id, 'fixed_params', :fixed FROM t
+    ), u AS (
+        INSERT INTO trial_user_attributes (trial_id, key, value_json)
+        SELECT t.trial_id, x.key, x.value
+          FROM t, unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[])) AS x(key, value)
+    ), h AS (
+        INSERT INTO hpo_trials (trial_id, study_id, queued_at, change_xid)
+        SELECT t.trial_id, :study_id, clock_timestamp(), {CURRENT_XID} FROM t
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(:study_id AS text))),
+    {
+        event(
+            "e",
+            "trial_enqueued",
+            "t",
+            ":study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'params', CAST(:fixed AS jsonb))",
+        )
+    }
+    SELECT t.trial_id, t.number, (SELECT count(*) FROM n) FROM t
+    """
+)
+
+
+def enqueue_trial(
+    conn: Connection, study_id: int, fixed_params: Mapping[str, Any], user_attrs: Mapping[str, Any]
+) -> int:
+    """A waiting trial with Optuna's ``fixed_params`` convention; the caller holds the ask lock."""
+    row = conn.execute(
+        _ENQUEUE,
+        {
+            "study_id": study_id,
+            "fixed": json.dumps(dict(fixed_params)),
+            **attr_arrays(user_attrs, "ua"),
+        },
+    ).one()
+    return int(row.trial_id)
+
+
+def count_unstarted_queued(conn: Connection, study_id: int) -> int:
+    return int(
+        conn.execute(
+            text(
+                "SELECT count(*) FROM hpo_trials WHERE study_id = :study_id"
+                " AND queued_at IS NOT NULL AND attempt = 0"
+            ),
+            {"study_id": study_id},
+        ).scalar_one()
+    )
+
+
+def touch_worker(conn: Connection, worker_id: str, tasks: Sequence[str] | None) -> None:
+    conn.execute(
+        text(
+            """
+            INSERT INTO hpo_workers (worker_id, tasks) VALUES (:worker_id, CAST(:tasks AS jsonb))
+            ON CONFLICT (worker_id) DO UPDATE
+               SET last_seen_at = now(), tasks = coalesce(EXCLUDED.tasks, hpo_workers.tasks)
+            """
+        ),
+        {"worker_id": worker_id, "tasks": None if tasks is None else json.dumps(list(tasks))},
+    )
+
+
+_CANDIDATES = text(
+    """
+    SELECT s.study_id FROM hpo_studies s
+     WHERE s.state = 'running'
+       AND (CAST(:study_ids AS int[]) IS NULL OR s.study_id = ANY(CAST(:study_ids AS int[])))
+       AND (CAST(:tasks AS text[]) IS NULL OR s.task_name = ANY(CAST(:tasks AS text[])))
+       AND (s.max_trials IS NULL OR s.n_started < s.max_trials
+            OR EXISTS (SELECT 1 FROM hpo_trials q
+                        WHERE q.study_id = s.study_id AND q.queued_at IS NOT NULL
+                          AND q.attempt > 0))
+       AND (s.max_parallel IS NULL
+            OR (SELECT count(*) FROM hpo_trials r
+                 WHERE r.study_id = s.study_id AND r.lease_token IS NOT NULL) < s.max_parallel)
+     ORDER BY s.last_handout_at NULLS FIRST, s.study_id
+     LIMIT :limit
+    """
+)
+
+
+def claim_candidates(
+    conn: Connection, study_ids: Sequence[int] | None, tasks: Sequence[str] | None, limit: int
+) -> list[int]:
+    """Running studies with something to hand out, least recently served first (fairness)."""
+    rows = conn.execute(
+        _CANDIDATES,
+        {
+            "study_ids": None if study_ids is None else list(study_ids),
+            "tasks": None if tasks is None else list(tasks),
+            "limit": limit,
+        },
+    ).all()
+    return [int(r.study_id) for r in rows]

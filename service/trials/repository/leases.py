@@ -1,0 +1,274 @@
+"""Calls under a lease: heartbeat, report, finish, release, and why one failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from service.db.prepared import Statement
+from service.notify import WORK_CHANNEL
+from service.sampling.repository import CHANGED_TRIALS_SQL, CURRENT_XID
+from service.sampling.rows import to_stored
+from service.trials.repository.encoding import attr_arrays
+from service.trials.repository.events import event
+
+_HEARTBEAT = Statement(
+    """
+    UPDATE hpo_trials h
+       SET lease_expires_at = now() + make_interval(secs => s.lease_seconds)
+      FROM hpo_studies s
+     WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
+       AND s.study_id = h.study_id
+    RETURNING h.lease_expires_at, s.state
+    """
+)
+
+
+def heartbeat(conn: Connection, trial_id: int, token: str) -> tuple[dt.datetime, str] | None:
+    """Extend a live lease by the study's ``lease_seconds``; None if the lease is not live."""
+    row = _HEARTBEAT.one_or_none(conn, {"trial_id": trial_id, "token": token})
+    return None if row is None else (row["lease_expires_at"], row["state"])
+
+
+_REPORT = Statement(
+    f"""
+    WITH lease AS (
+        UPDATE hpo_trials h
+           SET lease_expires_at = now() + make_interval(secs => s.lease_seconds),
+               change_xid = {CURRENT_XID}
+          FROM hpo_studies s
+         WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
+           AND s.study_id = h.study_id
+        RETURNING h.trial_id, h.study_id, s.state
+    ), i AS (
+        INSERT INTO trial_intermediate_values
+               (trial_id, step, intermediate_value, intermediate_value_type)
+        SELECT lease.trial_id, CAST(:step AS int), CAST(:value AS float8),
+               CAST(:value_type AS trialintermediatevaluetype) FROM lease
+        ON CONFLICT (trial_id, step) DO NOTHING
+        RETURNING trial_id
+    ), {
+        event(
+            "e",
+            "trial_reported",
+            "i JOIN lease ON lease.trial_id = i.trial_id",
+            "lease.study_id",
+            "i.trial_id",
+            "jsonb_build_object('number', (SELECT number FROM trials WHERE trial_id = i.trial_id),"
+            " 'step', CAST(:step AS int), 'value', CAST(:value AS float8))",
+        )
+    }
+    SELECT lease.study_id, lease.state, (SELECT count(*) FROM i) AS inserted,
+           (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS horizon,
+           (SELECT json_agg(c) FROM ({CHANGED_TRIALS_SQL.replace(":study_id", "lease.study_id")})
+               AS c) AS changed
+      FROM lease
+    """
+)
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A stored report, with the study's trials changed since the caller's view cursor (read in
+    the same statement, so they do not include this report itself)."""
+
+    study_id: int
+    study_state: str
+    inserted: bool
+    horizon: int
+    changed: list[dict[str, Any]]
+
+
+def report(
+    conn: Connection, trial_id: int, token: str, step: int, value: float, cursor: int
+) -> Reported | None:
+    """Store one intermediate value (a repeated step keeps the first) and extend the lease."""
+    stored, kind = to_stored(value)
+    row = _REPORT.one_or_none(
+        conn,
+        {
+            "trial_id": trial_id,
+            "token": token,
+            "step": step,
+            "value": stored,
+            "value_type": kind,
+            "cursor": cursor,
+        },
+    )
+    if row is None:
+        return None
+    return Reported(
+        row["study_id"],
+        row["state"],
+        bool(row["inserted"]),
+        int(row["horizon"]),
+        list(row["changed"] or []),
+    )
+
+
+_FINISH = Statement(
+    f"""
+    WITH h AS (
+        UPDATE hpo_trials
+           SET lease_token = NULL, lease_expires_at = NULL, finish_token = :token,
+               fail_reason = :fail_reason, change_xid = {CURRENT_XID}
+         WHERE trial_id = :trial_id AND lease_token = :token AND lease_expires_at > now()
+           AND (:state <> 'COMPLETE'
+                OR (SELECT count(*) FROM study_directions d
+                     WHERE d.study_id = hpo_trials.study_id) = :n_values)
+        RETURNING trial_id, study_id, attempt, worker_id, fail_reason
+    ), t AS (
+        UPDATE trials SET state = CAST(:state AS trialstate),
+                          datetime_complete = now() AT TIME ZONE 'utc'
+          FROM h WHERE trials.trial_id = h.trial_id
+        RETURNING trials.trial_id, trials.study_id, trials.number, trials.state::text AS state,
+                  trials.datetime_start, trials.datetime_complete
+    ), v AS (
+        INSERT INTO trial_values (trial_id, objective, value, value_type)
+        SELECT h.trial_id, x.objective, x.value, CAST(x.kind AS trialvaluetype)
+          FROM h, unnest(CAST(:objectives AS int[]), CAST(:values AS float8[]),
+                         CAST(:kinds AS text[])) AS x(objective, value, kind)
+    ), u AS (
+        INSERT INTO trial_user_attributes (trial_id, key, value_json)
+        SELECT h.trial_id, x.key, x.value
+          FROM h, unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[])) AS x(key, value)
+        ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h),
+    {
+        event(
+            "e",
+            "trial_finished",
+            "t JOIN h ON h.trial_id = t.trial_id",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number,"
+            " 'state', CASE t.state WHEN 'FAIL' THEN 'failed' ELSE lower(t.state) END,"
+            " 'values', to_jsonb(CAST(:values AS float8[])), 'fail_reason', h.fail_reason)",
+        )
+    }
+    -- Subqueries see the snapshot of the statement: params and intermediate values (unchanged)
+    -- are read as they are; values and new user attributes are the ones written above.
+    SELECT t.trial_id, t.study_id, t.number, t.state, t.datetime_start, t.datetime_complete,
+           h.attempt, h.worker_id, h.fail_reason, NULL::timestamptz AS lease_expires_at,
+           NULL::timestamptz AS queued_at,
+           (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json))
+              FROM trial_params p WHERE p.trial_id = t.trial_id) AS params,
+           (SELECT json_agg(json_build_array(x.objective, x.value, x.kind))
+              FROM unnest(CAST(:objectives AS int[]), CAST(:values AS float8[]),
+                          CAST(:kinds AS text[])) AS x(objective, value, kind)) AS trial_values,
+           (SELECT json_agg(json_build_array(i.step, i.intermediate_value,
+                                             i.intermediate_value_type) ORDER BY i.step)
+              FROM trial_intermediate_values i WHERE i.trial_id = t.trial_id) AS intermediate,
+           (SELECT json_object_agg(a.key, a.value_json) FROM (
+                SELECT key, value_json FROM trial_user_attributes
+                 WHERE trial_id = t.trial_id AND key <> ALL(CAST(:ua_keys AS text[]))
+                UNION ALL
+                SELECT * FROM unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[]))
+            ) AS a(key, value_json)) AS user_attrs,
+           NULL::json AS system_attrs,
+           (SELECT count(*) FROM n) AS notified
+      FROM h JOIN t ON t.trial_id = h.trial_id
+    """
+)
+
+
+def finish(
+    conn: Connection,
+    *,
+    trial_id: int,
+    token: str,
+    state: str,
+    values: Sequence[float] | None,
+    fail_reason: str | None,
+    user_attrs: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """Finish a leased trial (COMPLETE, PRUNED or FAIL) and return it as ``get_trial`` would;
+    None if the token holds no live lease (or, for COMPLETE, the number of values is wrong)."""
+    stored = [to_stored(v) for v in values or ()]
+    return _FINISH.one_or_none(
+        conn,
+        {
+            "trial_id": trial_id,
+            "token": token,
+            "state": state,
+            "fail_reason": fail_reason,
+            "n_values": len(stored),
+            "objectives": list(range(len(stored))),
+            "values": [v for v, _ in stored],
+            "kinds": [k for _, k in stored],
+            **attr_arrays(user_attrs, "ua"),
+        },
+    )
+
+
+_RELEASE = text(
+    f"""
+    WITH h AS (
+        UPDATE hpo_trials
+           SET lease_token = NULL, lease_expires_at = NULL, queued_at = clock_timestamp(),
+               change_xid = {CURRENT_XID}
+         WHERE trial_id = :trial_id AND lease_token = :token AND lease_expires_at > now()
+        RETURNING trial_id, study_id
+    ), t AS (
+        UPDATE trials SET state = 'WAITING' FROM h WHERE trials.trial_id = h.trial_id
+        RETURNING trials.trial_id, trials.number
+    ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h),
+    {
+        event(
+            "e",
+            "trial_requeued",
+            "t JOIN h ON h.trial_id = t.trial_id",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'reason', 'released')",
+        )
+    }
+    SELECT h.study_id, (SELECT count(*) FROM n) FROM h
+    """
+)
+
+
+def release(conn: Connection, trial_id: int, token: str) -> int | None:
+    """Give a leased trial back to the queue (no retry is used up); returns its study id."""
+    row = conn.execute(_RELEASE, {"trial_id": trial_id, "token": token}).one_or_none()
+    return None if row is None else int(row.study_id)
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """Why a lease-checked statement changed nothing."""
+
+    trial_state: str
+    study_id: int
+    lease_token: str | None
+    lease_live: bool
+    finish_token: str | None
+    directions: int
+
+
+_LEASE_STATE = text(
+    """
+    SELECT t.state::text AS trial_state, h.study_id, h.lease_token,
+           coalesce(h.lease_expires_at > now(), false) AS lease_live, h.finish_token,
+           (SELECT count(*) FROM study_directions d WHERE d.study_id = h.study_id) AS directions
+      FROM hpo_trials h JOIN trials t ON t.trial_id = h.trial_id
+     WHERE h.trial_id = :trial_id
+    """
+)
+
+
+def lease_state(conn: Connection, trial_id: int) -> LeaseState | None:
+    row = conn.execute(_LEASE_STATE, {"trial_id": trial_id}).mappings().one_or_none()
+    return None if row is None else LeaseState(**row)
+
+
+def touch_trial(conn: Connection, trial_id: int) -> None:
+    """Mark a trial changed (for views and change feeds) without changing anything else."""
+    conn.execute(
+        text(f"UPDATE hpo_trials SET change_xid = {CURRENT_XID} WHERE trial_id = :trial_id"),
+        {"trial_id": trial_id},
+    )

@@ -1,0 +1,160 @@
+"""Reading trials as the API shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from service.sampling.repository import TRIAL_AGGREGATES
+
+_TRIAL_COLUMNS = f"""
+    SELECT t.trial_id, t.study_id, t.number, t.state::text AS state,
+           t.datetime_start, t.datetime_complete,
+           h.attempt, h.worker_id, h.fail_reason, h.lease_expires_at, h.queued_at,
+           {TRIAL_AGGREGATES}
+"""
+
+
+_SORT_KEY = (
+    "CASE v.value_type WHEN 'INF_NEG' THEN '-Infinity'::float8"
+    " WHEN 'INF_POS' THEN 'Infinity'::float8 ELSE v.value END"
+)
+
+
+def get_trial(conn: Connection, trial_id: int) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            text(
+                _TRIAL_COLUMNS
+                + """
+              FROM trials t JOIN hpo_trials h ON h.trial_id = t.trial_id
+             WHERE t.trial_id = :trial_id
+            """
+            ),
+            {"trial_id": trial_id},
+        )
+        .mappings()
+        .one_or_none()
+    )
+    return None if row is None else dict(row)
+
+
+def list_trials(
+    conn: Connection,
+    *,
+    study_id: int,
+    states: Sequence[str] | None,
+    sort: str,
+    after: Any,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One page of a study's trials. ``sort``: number, -number, value, -value.
+
+    Value sorts list only trials with a first objective value (complete ones); ties and pages
+    are broken by number. ``after`` is the key of the last row of the previous page.
+    """
+    params: dict[str, Any] = {"study_id": study_id, "limit": limit, "states": list(states or [])}
+    where = ["t.study_id = :study_id"]
+    if states:
+        where.append("t.state::text = ANY(CAST(:states AS text[]))")
+    descending = sort.startswith("-")
+    op = "<" if descending else ">"
+    direction = "DESC" if descending else "ASC"
+    if sort.lstrip("-") == "number":
+        join = ""
+        order = f"t.number {direction}"
+        if after is not None:
+            where.append(f"t.number {op} :after_number")
+            params["after_number"] = after
+    else:
+        join = "JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0"
+        order = f"{_SORT_KEY} {direction}, t.number {direction}"
+        if after is not None:
+            where.append(f"({_SORT_KEY}, t.number) {op} (:after_value, :after_number)")
+            params["after_value"], params["after_number"] = after
+    sql = (
+        _TRIAL_COLUMNS
+        + (f", {_SORT_KEY} AS sort_value" if join else ", NULL::float8 AS sort_value")
+        + f"""
+          FROM trials t JOIN hpo_trials h ON h.trial_id = t.trial_id {join}
+         WHERE {" AND ".join(where)}
+         ORDER BY {order}
+         LIMIT :limit
+        """
+    )
+    return [dict(r) for r in conn.execute(text(sql), params).mappings()]
+
+
+def best_trial_id(conn: Connection, study_id: int, maximize: bool) -> int | None:
+    direction = "DESC" if maximize else "ASC"
+    row = conn.execute(
+        text(
+            f"""
+            SELECT t.trial_id FROM trials t
+              JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
+             WHERE t.study_id = :study_id AND t.state = 'COMPLETE'
+             ORDER BY {_SORT_KEY} {direction}, t.number
+             LIMIT 1
+            """
+        ),
+        {"study_id": study_id},
+    ).one_or_none()
+    return None if row is None else int(row.trial_id)
+
+
+def complete_values(conn: Connection, study_id: int) -> list[tuple[int, list[float]]]:
+    """(trial id, values) of every complete trial, for Pareto fronts."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT t.trial_id,
+                   array_agg(CASE v.value_type WHEN 'INF_NEG' THEN '-Infinity'::float8
+                                               WHEN 'INF_POS' THEN 'Infinity'::float8
+                                               ELSE v.value END ORDER BY v.objective) AS vals
+              FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id
+             WHERE t.study_id = :study_id AND t.state = 'COMPLETE'
+             GROUP BY t.trial_id
+            """
+        ),
+        {"study_id": study_id},
+    ).all()
+    return [(int(r.trial_id), list(r.vals)) for r in rows]
+
+
+def get_trials(conn: Connection, trial_ids: Sequence[int]) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            _TRIAL_COLUMNS
+            + """
+              FROM trials t JOIN hpo_trials h ON h.trial_id = t.trial_id
+             WHERE t.trial_id = ANY(CAST(:ids AS int[]))
+             ORDER BY t.number
+            """
+        ),
+        {"ids": list(trial_ids)},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def study_of_trial(conn: Connection, trial_id: int) -> int | None:
+    row = conn.execute(
+        text("SELECT study_id FROM hpo_trials WHERE trial_id = :trial_id"), {"trial_id": trial_id}
+    ).one_or_none()
+    return None if row is None else int(row.study_id)
+
+
+def study_directions(conn: Connection, study_id: int) -> list[str]:
+    """The study's directions in objective order; empty if the study is not the service's."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT lower(d.direction::text) AS direction FROM study_directions d
+              JOIN hpo_studies s ON s.study_id = d.study_id
+             WHERE d.study_id = :study_id ORDER BY d.objective
+            """
+        ),
+        {"study_id": study_id},
+    ).all()
+    return [r.direction for r in rows]
