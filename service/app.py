@@ -22,6 +22,8 @@ from service.checkpoints.service import CheckpointService, build_store
 from service.dashboard.endpoints import router as dashboard_router
 from service.db.engine import create_db_engine, resolve_url
 from service.db.migrate import ensure_current
+from service.fleet.endpoints import router as fleet_router
+from service.fleet.service import FleetService
 from service.health import router as health_router
 from service.history.endpoints import router as history_router
 from service.history.importance import ImportanceCache
@@ -71,6 +73,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(studies_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(trials_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(checkpoints_router, prefix=API_PREFIX, dependencies=api)
+    app.include_router(fleet_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(live_router, prefix=API_PREFIX, dependencies=api)
     app.include_router(health_router)
     app.include_router(dashboard_router)
@@ -108,6 +111,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.handout = HandoutService(engine, views, trial_index)
     app.state.leases = LeaseService(engine, views, trial_index)
     app.state.trial_queries = TrialQueries(engine)
+    app.state.fleet = FleetService(engine)
     app.state.checkpoints = CheckpointService(
         engine, checkpoint_store, settings.checkpoint_max_bytes
     )

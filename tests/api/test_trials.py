@@ -389,3 +389,19 @@ def test_complete_with_next_hands_out_the_next_trial_once(client: TestClient) ->
         json={"lease_token": nxt["lease"]["token"], "values": [0.4], "next": {"worker_id": "w-9"}},
     ).json()
     assert last["next_trial"] is None and last["no_trial_reason"] == "budget_spent"
+
+
+def test_workers_list_shows_who_asked_and_what_they_hold(client: TestClient) -> None:
+    sid = create_study(client)["id"]
+    held = ask(client, sid, worker="gpu-07:0")
+    finished = ask(client, sid, worker="gpu-07:1")
+    complete(client, finished, 0.5)
+    client.post(f"{API}/trials/claim", json={"worker_id": "cpu-1:0", "tasks": ["xgboost"]})
+    workers = {w["worker_id"]: w for w in client.get(f"{API}/workers").json()["items"]}
+    assert set(workers) == {"gpu-07:0", "gpu-07:1", "cpu-1:0"}
+    assert [t["trial_id"] for t in workers["gpu-07:0"]["trials"]] == [held["id"]]
+    assert workers["gpu-07:1"]["trials"] == [] and workers["cpu-1:0"]["tasks"] == ["xgboost"]
+    page = client.get(f"{API}/workers", params={"limit": 2}).json()
+    rest = client.get(f"{API}/workers", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [w["worker_id"] for w in page["items"] + rest["items"]] == sorted(workers)
+    assert_error(client.get(f"{API}/workers", params={"seen_within_s": 0}), 422, "validation_error")
