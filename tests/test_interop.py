@@ -61,12 +61,18 @@ def test_load_study_sees_what_the_api_shows(client: TestClient, db: ScratchDatab
     assert waiting[0].system_attrs["fixed_params"] == {"lr": 0.001}
 
 
-def test_optuna_can_continue_a_service_study(client: TestClient, db: ScratchDatabase) -> None:
+def test_optuna_reads_a_service_study_like_its_own(client: TestClient, db: ScratchDatabase) -> None:
     """A plain Optuna client on the same database reads the history the service wrote."""
     sid = create_study(client, name="shared")["id"]
-    for value in (0.5, 0.2):
-        complete(client, ask(client, sid), value)
+    trials = [ask(client, sid) for _ in range(2)]
+    for trial, value in zip(trials, (0.5, 0.2), strict=True):
+        complete(client, trial, value)
     study = optuna.load_study(study_name="shared", storage=db.url_string)
-    frame = study.trials_dataframe()
-    assert list(frame["value"]) == [0.5, 0.2]
-    assert {"params_lr", "params_n_layers", "params_batch_size"} <= set(frame.columns)
+    assert [t.value for t in study.trials] == [0.5, 0.2]
+    assert study.best_params == trials[1]["params"]
+    assert study.best_trial.distributions["lr"] == optuna.distributions.FloatDistribution(
+        1e-5, 0.1, log=True
+    )
+    assert {t.state for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))} == {
+        optuna.trial.TrialState.COMPLETE
+    }
