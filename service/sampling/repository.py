@@ -56,7 +56,6 @@ CHANGED_TRIALS_SQL = f"""
       FROM hpo_trials h JOIN trials t ON t.trial_id = h.trial_id
      WHERE h.study_id = :study_id AND h.change_xid >= :cursor
 """
-_CHANGED_TRIALS = text(CHANGED_TRIALS_SQL)
 
 # The study's hand-out state and every trial changed since the view's cursor, in one round trip
 # (run after the ask lock is held, so it sees every hand-out committed before).
@@ -107,16 +106,3 @@ def read_state_and_changes(
         raise NotFound(f"study {study_id} does not exist")
     fields = {k: v for k, v in row.items() if k != "changed"}
     return StudyState(**fields), list(row["changed"] or [])
-
-
-def read_transaction_horizon(conn: Connection) -> int:
-    value = conn.execute(
-        text("SELECT (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
-    ).scalar_one()
-    return int(value)
-
-
-def read_changed_trials(conn: Connection, study_id: int, cursor: int) -> list[dict[str, Any]]:
-    """Trials of the study changed by transactions with id >= ``cursor`` (0: all of them)."""
-    result = conn.execute(_CHANGED_TRIALS, {"study_id": study_id, "cursor": cursor})
-    return [dict(row) for row in result.mappings()]

@@ -6,7 +6,8 @@ with one incremental query (trials changed since the last read) before each deci
 study are serialised across processes by an advisory lock taken before that refresh, so the view
 a sampler sees always includes every trial handed out before, by any process.
 
-Thread safety: callers hold ``view.lock`` around ``refresh`` and everything that follows it.
+Thread safety: callers hold ``view.lock`` (``StudyViews.locked``) around ``apply_changes`` and
+everything that follows it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from optuna.distributions import (
 )
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Connection
 
 from service.sampling import repository as repo
 from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
@@ -115,15 +115,10 @@ class StudyView:
 
     # ---- keeping in step with the database ----
 
-    def refresh(self, conn: Connection, horizon: int) -> None:
-        """Apply every trial changed since the last refresh; ``horizon`` becomes the cursor.
-
-        ``horizon`` must have been read (``pg_snapshot_xmin``) no later than this query runs.
-        """
-        self.apply_changes(repo.read_changed_trials(conn, self.study_id, self.cursor), horizon)
-
     def apply_changes(self, rows: Iterable[Mapping[str, Any]], horizon: int) -> None:
-        """Apply trial rows read since the cursor; ``horizon`` (read no later) is the new one."""
+        """Apply the trials changed since ``cursor`` (read by the caller's statement, see
+        ``service.sampling.repository``); ``horizon``, read no later than them, becomes the
+        new cursor."""
         for row in rows:
             self._apply(row)
         self.cursor = horizon

@@ -1,7 +1,7 @@
 """An Optuna storage over the in-memory view of one study, recording what samplers write.
 
 Optuna's samplers and pruners read a study through ``BaseStorage``. This implementation serves
-those reads from memory (the view, kept in step with PostgreSQL by ``StudyView.refresh``) and
+those reads from memory (the view, kept in step with PostgreSQL by ``StudyView.apply_changes``) and
 records every write a sampler or pruner makes (``set_trial_system_attr`` for CMA-ES, NSGA-II,
 grid and TPE's constant liar, ``set_study_system_attr`` for QMC and NSGA-II, parameters of the
 trial being sampled) in a :class:`Journal`. The caller persists the journal in the same

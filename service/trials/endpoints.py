@@ -139,7 +139,7 @@ def complete(trial_id: int, body: CompleteIn, leases: LeasesDep, handout: Handou
     finished, replayed = leases.complete(
         trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
     )
-    out = CompleteOut(**finished.model_dump())
+    out = CompleteOut.model_construct(**dict(finished))  # already validated: no second pass
     if body.next is not None:
         following = handout.ask_next(finished, body.lease_token, body.next.worker_id, replayed)
         out.next_trial, out.no_trial_reason = following.trial, following.reason
