@@ -125,7 +125,7 @@ def _evaluate(
                 next_worker_id=next_worker,
             )
         except Exception as exc:
-            client.complete(
+            failed = client.complete(
                 lease.trial_id,
                 lease.token,
                 state="failed",
@@ -134,7 +134,7 @@ def _evaluate(
             )
             if isinstance(exc, catch):
                 logger.warning("trial %d failed: %r", lease.number, exc)
-                return {"state": "failed", "number": lease.number, "next_trial": None}
+                return failed
             raise
     values = [float(result)] if isinstance(result, int | float) else [float(v) for v in result]
     return client.complete(
