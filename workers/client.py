@@ -66,6 +66,7 @@ class Lease:
     token: str
     expires_at: str
     heartbeat_seconds: int
+    lease_seconds: int
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Lease:
@@ -80,6 +81,7 @@ class Lease:
             token=lease["token"],
             expires_at=lease["expires_at"],
             heartbeat_seconds=lease["heartbeat_seconds"],
+            lease_seconds=lease["lease_seconds"],
         )
 
 

@@ -29,7 +29,8 @@ class Heartbeat:
         self.lost = threading.Event()
         self.stop_requested = threading.Event()
         self._done = threading.Event()
-        # When the lease runs out unless a beat gets through (local clock, conservative).
+        # When the lease runs out unless a beat gets through, by the local clock (measured from
+        # receipt of the answer, so up to one network delay late; callers keep a margin).
         self.lease_deadline = time.monotonic() + lease_s
         self._lease_s = lease_s
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)

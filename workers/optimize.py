@@ -112,8 +112,9 @@ def _evaluate(
     next_worker: str | None,
 ) -> dict[str, Any]:
     trial = ClientTrial(lease, client)
-    lease_s = lease.heartbeat_seconds * 4.0
-    with Heartbeat(client, lease.trial_id, lease.token, lease.heartbeat_seconds, lease_s):
+    with Heartbeat(
+        client, lease.trial_id, lease.token, lease.heartbeat_seconds, lease.lease_seconds
+    ):
         try:
             result = objective(trial)
         except TrialPruned:

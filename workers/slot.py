@@ -127,9 +127,8 @@ class Slot:
             lease.attempt,
             lease.params,
         )
-        lease_s = lease.heartbeat_seconds * 4.0
         with Heartbeat(
-            self.client, lease.trial_id, lease.token, lease.heartbeat_seconds, lease_s
+            self.client, lease.trial_id, lease.token, lease.heartbeat_seconds, lease.lease_seconds
         ) as hb:
             ctx = HttpTrialContext(self.client, lease, self.device, hb, self.shutdown)
             try:
@@ -153,6 +152,11 @@ class Slot:
                     "user_attrs": {**ctx.attrs, "fail_message": _summary(exc)},
                 }
                 return self._finish(lease, body, hb, ctx)
+        if result.state == "interrupted" and hb.lost.is_set():
+            logger.warning(
+                "%s: trial %d abandoned: its lease was lost", self.worker_id, lease.trial_id
+            )
+            return Outcome(lease.trial_id, "abandoned")
         if result.state == "interrupted":
             self._flush_reports(lease, ctx)
             self._send_attrs(lease, ctx.attrs)

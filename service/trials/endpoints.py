@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -83,12 +84,21 @@ async def claim(
     idem = idempotency_key(request, key, body.model_dump(mode="json"))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait_seconds, settings.claim_max_wait_s)
+    first = True
     while True:
         woken = signal.waiter()  # subscribe before trying, so no notification is missed
         try:
             result = await run_in_threadpool(
-                handout.claim, body.worker_id, body.study_ids, body.tasks, idem
+                functools.partial(
+                    handout.claim,
+                    body.worker_id,
+                    body.study_ids,
+                    body.tasks,
+                    idem,
+                    maybe_replay=first,
+                )
             )
+            first = False
             remaining = deadline - loop.time()
             if result.trial is not None or remaining <= 0 or await request.is_disconnected():
                 return _handout_response(result)

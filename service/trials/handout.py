@@ -100,10 +100,17 @@ class HandoutService:
         study_ids: Sequence[int] | None,
         tasks: Sequence[str] | None,
         idem: IdempotencyKey | None = None,
+        *,
+        maybe_replay: bool = True,
     ) -> HandOut:
-        """One attempt to lease a trial from any eligible study, least recently served first."""
+        """One attempt to lease a trial from any eligible study, least recently served first.
+
+        A long poll calls this repeatedly; only its first attempt can find a stored answer.
+        """
         return self._idempotent(
-            idem, lambda: self._claim_once(worker_id, study_ids, tasks, idem), idem
+            idem if maybe_replay else None,
+            lambda: self._claim_once(worker_id, study_ids, tasks, idem),
+            idem,
         )
 
     def enqueue(
@@ -199,6 +206,7 @@ class HandoutService:
                     token=token,
                     expires_at=leased.expires_at,
                     heartbeat_seconds=heartbeat_interval(state.lease_seconds),
+                    lease_seconds=state.lease_seconds,
                 ),
             )
             if idem is not None:

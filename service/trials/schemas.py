@@ -80,6 +80,7 @@ class LeaseOut(BaseModel):
     token: str
     expires_at: dt.datetime
     heartbeat_seconds: int
+    lease_seconds: int = Field(description="how long the lease lasts after each heartbeat")
 
 
 class LeasedTrialOut(BaseModel):

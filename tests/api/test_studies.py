@@ -164,8 +164,10 @@ def test_bad_list_parameters(client: TestClient) -> None:
     assert_error(client.get(f"{API}/studies", params={"cursor": "@@@"}), 400, "bad_cursor")
     assert_error(client.get(f"{API}/studies", params={"limit": 0}), 422, "validation_error")
     assert_error(client.get(f"{API}/studies", params={"state": "odd"}), 422, "validation_error")
-    other = client.get(f"{API}/studies/1/trials", params={"cursor": "eyJrIjoieCIsInYiOjF9"})
-    assert other.status_code in (400, 404)
+    sid = create_study(client)["id"]
+    studies_cursor = "eyJrIjoieCIsInYiOjF9"  # a well-formed cursor of another list
+    foreign = client.get(f"{API}/studies/{sid}/trials", params={"cursor": studies_cursor})
+    assert_error(foreign, 400, "bad_cursor")
 
 
 def test_patch_changes_state_and_budget(client: TestClient) -> None:

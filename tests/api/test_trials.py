@@ -21,6 +21,7 @@ def test_ask_answers_a_leased_trial(client: TestClient) -> None:
     assert trial["task"] == study["task"]
     lease = trial["lease"]
     assert len(lease["token"]) >= 20 and lease["heartbeat_seconds"] == 30
+    assert lease["lease_seconds"] == study["lease_seconds"] == 120
     detail = client.get(f"{API}/trials/{trial['id']}").json()
     assert detail["worker_id"] == "gpu-07:0" and detail["state"] == "running"
     assert "token" not in str(detail)
