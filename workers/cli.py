@@ -36,7 +36,11 @@ def add_commands(commands: Any) -> None:
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--api", dest="api_url", help="service URL (HPO_API_URL)")
+    parser.add_argument(
+        "--api",
+        dest="api_url",
+        help="service URL, or several comma-separated to fail over between (HPO_API_URL)",
+    )
     parser.add_argument("--token", dest="api_token", help="bearer token (HPO_API_TOKEN)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (HPO_DEVICE, default auto)")
     parser.add_argument("--slots", type=int, help="trials at once (HPO_SLOTS)")

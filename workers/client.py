@@ -5,6 +5,12 @@ seconds); every other 4xx raises at once as an :class:`ApiError` subclass. POSTs
 something (create study, ask, claim) carry an ``Idempotency-Key`` that is reused across the
 retries of one call, so a retried request never creates a second trial or loses a lease.
 
+The client may be given several base URLs (API processes in front of one database). It sticks
+to one; a transport error (refused, reset, timed out) moves it to the next, at once while some
+URL of the list has not been tried yet, and the call is retried there with the same
+``Idempotency-Key`` (stored in the database, so every process honours it). A 5xx does not move
+it: every process shares the database that answered.
+
 Exceptions::
 
     ApiError            any error answer: .status, .code, .message, .details
@@ -17,6 +23,7 @@ Exceptions::
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,12 +100,24 @@ class NoTrial:
     reason: str | None
 
 
+def api_urls(base_url: str | Sequence[str]) -> list[str]:
+    """The base URLs in ``base_url``: a sequence, or one string of comma-separated URLs."""
+    parts = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+    urls = [u.strip().rstrip("/") for u in parts if u.strip()]
+    if not urls:
+        raise ValueError("no API URL given")
+    return urls
+
+
 class HPOClient:
-    """Thread-safe (httpx.Client is); one instance per process is enough."""
+    """Thread-safe (httpx.Client is); one instance per process is enough.
+
+    ``base_url``: one URL, or several (a sequence, or comma-separated) to fail over between.
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         token: str | None = None,
         timeout_s: float = 30.0,
@@ -106,16 +125,25 @@ class HPOClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/") + "/api/v1",
-            headers=headers,
-            timeout=timeout_s,
-            transport=transport,
-        )
+        self.base_urls = api_urls(base_url)
+        self._https = [
+            httpx.Client(
+                base_url=url + "/api/v1", headers=headers, timeout=timeout_s, transport=transport
+            )
+            for url in self.base_urls
+        ]
+        self._current = 0
+        self._switch_lock = threading.Lock()
         self.retry_for_s = retry_for_s
 
+    @property
+    def base_url(self) -> str:
+        """The URL calls go to now."""
+        return self.base_urls[self._current]
+
     def close(self) -> None:
-        self._http.close()
+        for http in self._https:
+            http.close()
 
     def __enter__(self) -> HPOClient:
         return self
@@ -145,9 +173,11 @@ class HPOClient:
         budget = self.retry_for_s if retry_for_s is None else retry_for_s
         deadline = time.monotonic() + budget
         delay = 0.2
+        untried = len(self._https) - 1  # other URLs to try at once before backing off
         while True:
+            index = self._current
             try:
-                response = self._http.request(
+                response = self._https[index].request(
                     method,
                     path,
                     json=json,
@@ -161,6 +191,10 @@ class HPOClient:
                 failure: str = f"{response.status_code} from {method} {path}"
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__}: {exc}"
+                if self._fail_over(index) and untried > 0:
+                    untried -= 1
+                    continue
+            untried = len(self._https) - 1
             if time.monotonic() + delay > deadline:
                 raise Unavailable(f"the API did not answer {method} {path}: {failure}")
             time.sleep(delay * (0.5 + random.random()))
@@ -168,6 +202,16 @@ class HPOClient:
         if response.status_code >= 400:
             raise _error(response)
         return response
+
+    def _fail_over(self, failed: int) -> bool:
+        """Move to the URL after ``failed`` unless another thread already moved on; False
+        when there is only one URL."""
+        if len(self._https) == 1:
+            return False
+        with self._switch_lock:
+            if self._current == failed:
+                self._current = (failed + 1) % len(self._https)
+        return True
 
     # ---- studies ----
 

@@ -25,7 +25,10 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
 
-    api_url: str = Field(default="http://127.0.0.1:8000", description="the service's base URL")
+    api_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="the service's base URL, or several comma-separated to fail over between",
+    )
     api_token: SecretStr | None = Field(default=None, description="bearer token, if required")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     slots: int | None = Field(
