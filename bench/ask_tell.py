@@ -35,9 +35,12 @@ from psycopg2.extras import execute_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import scratch_database, server_process, summary
+from bench.common import admin_token, scratch_database, server_process, summary
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Every call carries an admin token of the bench team (made once the database exists).
+AUTH: dict[str, str] = {}
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
@@ -162,7 +165,7 @@ def time_service(
 ) -> tuple[list[float], list[float], list[float]]:
     api = base + "/api/v1"
     latencies, cpu, reports = [], [], []
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=60, headers=AUTH) as http:
         for _ in range(iters):
             t0, c0 = time.perf_counter(), time.process_time()
             trial = http.post(
@@ -196,7 +199,7 @@ def time_service_next(
     """The same loop with one request per trial: complete carries ``next`` (ask the next trial)."""
     api = base + "/api/v1"
     latencies, cpu = [], []
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=60, headers=AUTH) as http:
         trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
         for _ in range(iters):
             t0, c0 = time.perf_counter(), time.process_time()
@@ -285,7 +288,7 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     engine_module.create_engine = counting_engine  # type: ignore[assignment]
     try:
         app = create_app(ServerSettings(database_url=SecretStr(url), reaper_interval_s=300))
-        with TestClient(app) as client:
+        with TestClient(app, headers=AUTH) as client:
             body = {
                 "name": f"count-svc-{sampler}-{size}",
                 "search_space": SPACE,
@@ -337,6 +340,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as url:
         dsn = url.replace("+psycopg2", "")
+        AUTH["Authorization"] = f"Bearer {admin_token(url)}"
         with server_process(url) as base:
             for sampler in samplers:
                 for size in sizes:
@@ -368,7 +372,7 @@ def main() -> None:
                         "sampler": {"name": sampler, "options": {"seed": 0}},
                         "pruner": {"name": "median"},
                     }
-                    sid = httpx.post(f"{base}/api/v1/studies", json=body).json()["id"]
+                    sid = httpx.post(f"{base}/api/v1/studies", json=body, headers=AUTH).json()["id"]
                     prefill(dsn, sid, rows, service=True)
                     systems: list[tuple[str, Callable[[], Timings]]] = [
                         ("optuna-mem", partial(time_optuna, mem, args.iters)),

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -59,14 +60,33 @@ def _admin(dsn: str, statement: sql.Composable) -> None:
         conn.close()
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
 @contextmanager
 def server_process(database_url: str, port: int = 8765, workers: int = 1) -> Iterator[str]:
+    with serve(database_url, port, workers) as server:
+        yield server.url
+
+
+@contextmanager
+def serve(
+    database_url: str,
+    port: int = 8765,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """``hpo serve`` in a subprocess (``env`` adds ``HPO_*`` settings), stopped at the end."""
     env = {
         **os.environ,
         "HPO_DATABASE_URL": database_url,
         "HPO_PORT": str(port),
         "HPO_WORKERS": str(workers),
         "HPO_LOG_LEVEL": "warning",
+        **(env or {}),
     }
     proc = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=env)
     base = f"http://127.0.0.1:{port}"
@@ -81,7 +101,7 @@ def server_process(database_url: str, port: int = 8765, workers: int = 1) -> Ite
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("server did not start")
             time.sleep(0.1)
-        yield base
+        yield Server(base, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -100,3 +120,34 @@ def summary(latencies_s: Sequence[float]) -> dict[str, float]:
         "p50_ms": 1000 * statistics.median(latencies_s),
         "p99_ms": 1000 * percentile(latencies_s, 99),
     }
+
+
+def admin_token(database_url: str, team: str = "bench") -> str:
+    """``HPO_BENCH_TOKEN`` if set, else a new admin token of ``team`` from ``hpo token
+    create``."""
+    explicit = os.environ.get("HPO_BENCH_TOKEN")
+    if explicit:
+        return explicit
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "token", "create", "--team", team, "--role", "admin"],
+        env={**os.environ, "HPO_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode == 2 and "invalid choice" in done.stderr:
+        return _issue_in_process(database_url, team)  # an older CLI without `hpo token`
+    if done.returncode != 0:
+        raise RuntimeError(f"hpo token create failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _issue_in_process(database_url: str, team: str) -> str:
+    from service.auth.service import AuthService
+    from service.db.engine import create_db_engine
+
+    engine = create_db_engine(normalize_url(database_url), pool_size=1, max_overflow=0)
+    try:
+        return AuthService(engine).issue(team, "admin").token
+    finally:
+        engine.dispose()

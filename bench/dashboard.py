@@ -42,7 +42,7 @@ from psycopg2.extras import execute_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentile, scratch_database, server_process
+from bench.common import admin_token, percentile, scratch_database, server_process
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -58,6 +58,9 @@ DISTRIBUTIONS = {
     "dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
     "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64, 128, 256, 512]),
 }
+
+# Every call carries an admin token of the bench team (made once the database exists).
+AUTH: dict[str, str] = {}
 
 
 def objective(params: dict[str, Any]) -> float:
@@ -246,7 +249,8 @@ def bench_importance(http: httpx.Client, sid: int, repeats: int) -> dict[str, li
 
 def bench_export(base: str, sid: int, repeats: int) -> dict[str, list[float]]:
     def export() -> None:
-        with httpx.stream("GET", f"{base}/api/v1/studies/{sid}/trials.csv", timeout=120) as r:
+        url = f"{base}/api/v1/studies/{sid}/trials.csv"
+        with httpx.stream("GET", url, timeout=120, headers=AUTH) as r:
             r.raise_for_status()
             for _ in r.iter_bytes():
                 pass
@@ -318,9 +322,10 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as url:
+        AUTH["Authorization"] = f"Bearer {admin_token(url)}"
         with (
             server_process(url, port=args.port) as base,
-            httpx.Client(base_url=base + "/api/v1", timeout=120) as http,
+            httpx.Client(base_url=base + "/api/v1", timeout=120, headers=AUTH) as http,
         ):
             big = prefill(http, url.replace("+psycopg2", ""), args)
             results |= run_service(base, http, big, args.repeats)

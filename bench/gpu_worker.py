@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from bench.common import scratch_database, server_process
+from bench.common import admin_token, scratch_database, server_process
 from bench.train_loop import Setup, naive_trial
 from workers.tasks.datasets import DatasetSpec, dataset_spec_from_task, load_dataset
 from workers.tasks.mlp_config import MLPParams
@@ -91,6 +91,8 @@ def run_service(
 ) -> tuple[float, float, GpuSampler]:
     with scratch_database(tmp) as url, server_process(url, port=args.port) as base:
         api = base + "/api/v1"
+        token = admin_token(url)
+        auth = {"Authorization": f"Bearer {token}"}
         space = {
             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
             "n_layers": {"type": "int", "low": 1, "high": 4},
@@ -106,12 +108,12 @@ def run_service(
             "max_parallel": args.slots,
             "lease_seconds": 300,
         }
-        study = httpx.post(f"{api}/studies", json=body).raise_for_status().json()
+        study = httpx.post(f"{api}/studies", json=body, headers=auth).raise_for_status().json()
         for cfg in cfgs:
             httpx.post(
-                f"{api}/studies/{study['id']}/trials/enqueue", json={"params": cfg}
+                f"{api}/studies/{study['id']}/trials/enqueue", json={"params": cfg}, headers=auth
             ).raise_for_status()
-        env = {**os.environ, "HPO_SPOOL_DIR": str(tmp / "spool")}
+        env = {**os.environ, "HPO_SPOOL_DIR": str(tmp / "spool"), "HPO_API_TOKEN": token}
         log = (tmp / "worker.log").open("wb")
         started = time.perf_counter()
         with GpuSampler() as gpu:
@@ -135,7 +137,7 @@ def run_service(
             )
             try:
                 while True:
-                    s = httpx.get(f"{api}/studies/{study['id']}").json()
+                    s = httpx.get(f"{api}/studies/{study['id']}", headers=auth).json()
                     if s["state"] == "completed":
                         break
                     if worker.poll() is not None:
@@ -145,12 +147,14 @@ def run_service(
                 worker.terminate()
                 worker.wait(60)
         wall = time.perf_counter() - started
-        trials = httpx.get(f"{api}/studies/{study['id']}/trials?limit=1000").json()["items"]
+        trials = httpx.get(f"{api}/studies/{study['id']}/trials?limit=1000", headers=auth).json()[
+            "items"
+        ]
         first = min(datetime.fromisoformat(t["datetime_start"]) for t in trials)
         last = max(datetime.fromisoformat(t["datetime_complete"]) for t in trials)
         elapsed = (last - first).total_seconds()  # from the first trial's start: no start-up
         print(f"service: {wall:.1f} s wall including worker start-up, {elapsed:.1f} s of trials")
-        best = httpx.get(f"{api}/studies/{study['id']}/best").json()["best"]["value"]
+        best = httpx.get(f"{api}/studies/{study['id']}/best", headers=auth).json()["best"]["value"]
         counts = s["trial_counts"]
         if counts["complete"] != len(cfgs):
             print(f"warning: {counts} (see {tmp / 'worker.log'})")

@@ -12,11 +12,14 @@ import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from service import __version__
-from service.api.deps import require_token
-from service.api.errors import install_error_handlers
+from service.api.errors import API_ERRORS, install_error_handlers
+from service.api.limits import BodyLimit, BodySizeLimit, RouteLimit
+from service.auth.access import Access
+from service.auth.endpoints import router as auth_router
+from service.auth.service import AuthService
 from service.checkpoints.endpoints import router as checkpoints_router
 from service.checkpoints.service import CheckpointService, build_store
 from service.dashboard.endpoints import router as dashboard_router
@@ -40,6 +43,7 @@ from service.notify import (
     WorkSignal,
     route_notifications,
 )
+from service.observability.install import install_observability
 from service.reaper import Reaper
 from service.sampling.registry import StudyViews
 from service.settings import ServerSettings
@@ -65,16 +69,29 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # The token check is only wired in when a token is configured (it costs a dependency
-    # resolution on every hot-path request otherwise).
-    api = [Depends(require_token)] if settings.api_token is not None else []
+    app.add_middleware(
+        BodySizeLimit,
+        default=BodyLimit(settings.max_body_bytes, "HPO_MAX_BODY_BYTES"),
+        routes=[  # checkpoints are raw bytes, held to their own limit
+            RouteLimit(
+                "PUT",
+                API_PREFIX + r"/trials/[^/]+/checkpoint",
+                BodyLimit(settings.checkpoint_max_bytes, "HPO_CHECKPOINT_MAX_BYTES"),
+            )
+        ],
+    )
+    install_observability(app)
+    # Every /api route takes its caller from service.api.deps (a bearer token, checked against
+    # the study's or trial's team); only health, the dashboard's static pages and the schema
+    # are open.
     # Before the studies router, whose /studies/{study_id} would otherwise take /studies/summary.
-    app.include_router(history_router, prefix=API_PREFIX, dependencies=api)
-    app.include_router(studies_router, prefix=API_PREFIX, dependencies=api)
-    app.include_router(trials_router, prefix=API_PREFIX, dependencies=api)
-    app.include_router(checkpoints_router, prefix=API_PREFIX, dependencies=api)
-    app.include_router(fleet_router, prefix=API_PREFIX, dependencies=api)
-    app.include_router(live_router, prefix=API_PREFIX, dependencies=api)
+    app.include_router(history_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(studies_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(trials_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(checkpoints_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(fleet_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(live_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(auth_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(health_router)
     app.include_router(dashboard_router)
     return app
@@ -106,8 +123,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.event_retention_s,
     )
     app.state.engine = engine
+    app.state.auth = AuthService(engine, settings.auth_cache_s)
     app.state.studies = StudyService(engine, views, checkpoint_store)
     trial_index = TrialStudyIndex(engine)
+    app.state.access = Access(engine, trial_index)
     app.state.handout = HandoutService(engine, views, trial_index)
     app.state.leases = LeaseService(engine, views, trial_index)
     app.state.trial_queries = TrialQueries(engine)

@@ -1,4 +1,4 @@
-"""The ``hpo`` command: serve, db, study (and worker, demo from the ``workers`` package)."""
+"""The ``hpo`` command: serve, db, study, token (and worker, demo from the ``workers`` package)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from service.auth.cli import add_commands as add_token_commands
 from service.settings import ServerSettings
 
 DEFAULT_API = "http://127.0.0.1:8000"
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_db(commands)
     _add_study(commands)
+    add_token_commands(commands)
     _add_workers(commands)
     return parser
 
@@ -57,6 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
     from service.db.engine import create_db_engine, resolve_url
     from service.db.migrate import ensure_current
     from service.errors import SchemaOutOfDate
+    from service.observability.logs import logging_config
+    from service.observability.multiprocess import shared_metrics_dir
 
     for flag, env in (("host", "HPO_HOST"), ("port", "HPO_PORT"), ("workers", "HPO_WORKERS")):
         value = getattr(args, flag)
@@ -71,17 +75,20 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.dispose()
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        # Long polls (up to 60 s) would hold a shutdown that long; cut them after 5 s (clients
-        # retry with the same Idempotency-Key, so nothing is handed out twice).
-        timeout_graceful_shutdown=5,
-    )
+    # Several worker processes share their metrics through files (before any of them starts).
+    with shared_metrics_dir(settings.workers):
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=logging_config(settings.log_format, settings.log_level),
+            # Long polls (up to 60 s) would hold a shutdown that long; cut them after 5 s
+            # (clients retry with the same Idempotency-Key, so nothing is handed out twice).
+            timeout_graceful_shutdown=5,
+        )
     return 0
 
 

@@ -105,3 +105,10 @@ class SchemaOutOfDate(ServiceError):
 class DatabaseUnavailable(ServiceError):
     status_code = 503
     code = "database_unavailable"
+
+
+class Forbidden(ServiceError):
+    """The token is valid, but its role does not allow this call (403)."""
+
+    status_code = 403
+    code = "forbidden"

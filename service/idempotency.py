@@ -17,6 +17,8 @@ from sqlalchemy import Connection, text
 from service.db.prepared import Statement
 from service.errors import IdempotencyMismatch, ServiceError
 
+MAX_IDEMPOTENCY_KEY_LENGTH = 255  # hpo_idempotency_keys.key
+
 
 @dataclass(frozen=True)
 class IdempotencyKey:

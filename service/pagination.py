@@ -11,14 +11,16 @@ import binascii
 import json
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from service.errors import BadCursor
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_CURSOR_LENGTH = 1024
 
 
 class Page(BaseModel, Generic[T]):
@@ -43,3 +45,15 @@ def decode_cursor(cursor: str | None, kind: str) -> Any:
     if not isinstance(doc, dict) or doc.get("k") != kind or "v" not in doc:
         raise BadCursor(f"cursor {cursor!r} does not belong to this list")
     return doc["v"]
+
+
+def decode_key(cursor: str | None, kind: str, key: TypeAdapter[K]) -> K | None:
+    """:func:`decode_cursor`, and the key must validate as ``key``: a cursor comes from the
+    client, and a forged one must not reach a query with a key of the wrong type or range."""
+    value = decode_cursor(cursor, kind)
+    if value is None:
+        return None
+    try:
+        return key.validate_python(value)
+    except ValidationError as exc:
+        raise BadCursor(f"cursor {cursor!r} does not belong to this list") from exc

@@ -14,6 +14,7 @@ import time
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from service.observability.metrics import count_reaped
 from service.trials import repository as repo
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Reaper:
             if len(batch) < 100:
                 break
         for reaped in done:
+            count_reaped(reaped.requeued)
             logger.info(
                 "lease of trial %d expired: %s",
                 reaped.trial_id,

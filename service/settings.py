@@ -6,6 +6,7 @@ The worker has its own settings class (``workers.settings``); the two processes 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,11 +59,34 @@ class ServerSettings(BaseSettings):
     checkpoint_dir: Path | None = Field(
         default=None, description="store checkpoints as files here instead of in PostgreSQL"
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="largest request body (413 above it); checkpoints have their own limit",
+    )
     checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    api_token: SecretStr | None = Field(
-        default=None, description="when set, every /api request needs 'Authorization: Bearer'"
+    auth: Literal["tokens", "off"] = Field(
+        default="tokens",
+        description="tokens: every /api call needs a team's bearer token (hpo token create);"
+        " off: no auth, every caller is an admin of every team (a single-user machine only)",
+    )
+    auth_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="a recognised token is cached this long; a revocation made through another"
+        " server process takes effect within it",
     )
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text: one line per record; json: one JSON object per line"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="when set, GET /metrics needs 'Authorization: Bearer <it>'; unset, /metrics"
+        " is open like /healthz (keep it on an internal network then)",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -72,9 +96,9 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"unknown log level {value!r}")
         return level
 
-    @field_validator("api_token")
+    @field_validator("metrics_token")
     @classmethod
-    def _no_placeholder_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _no_placeholder_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value() in {"", "changeme", "secret"}:
-            raise ValueError("HPO_API_TOKEN is a placeholder; set a real secret or unset it")
+            raise ValueError("HPO_METRICS_TOKEN is a placeholder; set a real secret or unset it")
         return value

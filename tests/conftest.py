@@ -19,13 +19,14 @@ from service.app import create_app
 from service.db import migrate
 from service.db.engine import create_db_engine
 from service.settings import ServerSettings
-from tests.support import ScratchDatabase
+from tests.support import ScratchDatabase, issue_token
 
 
 @pytest.fixture(scope="session")
 def test_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchDatabase]:
     db = ScratchDatabase(tmp_path_factory.mktemp("pg"))
     migrate.upgrade(db.url)
+    db.token = issue_token(db.url, "tests", "admin")  # kept: truncate() spares teams and tokens
     yield db
     db.drop()
 
@@ -56,6 +57,7 @@ def server_settings(db: ScratchDatabase, tmp_path: Path, **overrides: object) ->
 
 @pytest.fixture
 def client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
-    """The app in-process (its lifespan runs: engine, LISTEN thread, reaper)."""
-    with TestClient(create_app(server_settings(db, tmp_path))) as c:
+    """The app in-process (its lifespan runs: engine, LISTEN thread, reaper), calling with an
+    admin token of the session's team."""
+    with TestClient(create_app(server_settings(db, tmp_path)), headers=db.auth_headers) as c:
         yield c

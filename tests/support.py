@@ -14,8 +14,11 @@ from pathlib import Path
 import httpx
 import psycopg2
 from psycopg2 import sql
+from sqlalchemy.engine import URL
 
+from service.auth.service import AuthService
 from service.db.embedded import start_embedded
+from service.db.engine import create_db_engine
 from service.db.url import normalize_url, render_url
 
 LOCAL_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -59,6 +62,13 @@ class ScratchDatabase:
             self.admin_dsn = render_url(embedded.set(drivername="postgresql"))
         self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
         self.url = normalize_url(self.admin_dsn).set(database=self.name)
+        # An admin token of the session's team, set once the schema exists (tests/conftest.py).
+        self.token = ""
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <token>`` for the session team's admin token."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def url_string(self) -> str:
@@ -94,6 +104,15 @@ class ScratchDatabase:
             conn.close()
 
 
+def issue_token(url: URL, team: str, role: str) -> str:
+    """A real API token of ``team`` with ``role``, made as ``hpo token create`` makes it."""
+    engine = create_db_engine(url, pool_size=1, max_overflow=0)
+    try:
+        return AuthService(engine).issue(team, role).token
+    finally:
+        engine.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,8 +123,14 @@ class ServerProcess:
     """``hpo serve`` in a subprocess (a real uvicorn), stopped with SIGTERM."""
 
     def __init__(
-        self, database_url: str, *, workers: int = 1, env: Mapping[str, str] | None = None
+        self,
+        database_url: str,
+        *,
+        workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        token: str = "",
     ) -> None:
+        self.token = token  # the token its clients call with (tests' ScratchDatabase.token)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {
@@ -118,6 +143,10 @@ class ServerProcess:
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     def start(self, timeout_s: float = 30.0) -> ServerProcess:
         self.proc = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def hpo(
 
 @pytest.fixture
 def server(db: ScratchDatabase) -> Iterator[ServerProcess]:
-    with ServerProcess(db.url_string) as s:
+    with ServerProcess(db.url_string, token=db.token) as s:
         yield s
 
 
@@ -46,6 +47,10 @@ def test_help_for_every_command() -> None:
         ["study", "create"],
         ["study", "list"],
         ["study", "show"],
+        ["token"],
+        ["token", "create"],
+        ["token", "list"],
+        ["token", "revoke"],
     ):
         result = hpo(*args, "--help")
         assert result.returncode == 0, result.stderr
@@ -77,7 +82,8 @@ def test_plain_postgresql_urls_are_accepted(db: ScratchDatabase) -> None:
 def test_study_create_list_show(server: ServerProcess, tmp_path: Path) -> None:
     spec_file = tmp_path / "study.yaml"
     spec_file.write_text(yaml.safe_dump(study_body("from-yaml")))
-    env = {"HPO_API_URL": server.url}
+    env = {"HPO_API_URL": server.url, "HPO_API_TOKEN": server.token}
+    assert hpo("study", "list", env={"HPO_API_URL": server.url}).returncode == 1  # no token
     created = hpo("study", "create", str(spec_file), env=env)
     assert created.returncode == 0, created.stderr
     assert "created study" in created.stdout
@@ -91,4 +97,39 @@ def test_study_create_list_show(server: ServerProcess, tmp_path: Path) -> None:
     bad.write_text('{"name": "x", "search_space": {"a": {"type": "float", "low": 2, "high": 1}}}')
     refused = hpo("study", "create", str(bad), env=env)
     assert refused.returncode == 1 and "low" in refused.stderr
-    assert httpx.get(f"{server.url}/api/v1/studies").json()["items"][0]["name"] == "from-yaml"
+    listed_over_http = httpx.get(f"{server.url}/api/v1/studies", headers=server.headers).json()
+    assert listed_over_http["items"][0]["name"] == "from-yaml"
+
+
+def test_token_create_list_revoke(server: ServerProcess, db: ScratchDatabase) -> None:
+    env = {"HPO_DATABASE_URL": db.url_string}
+    created = hpo(
+        "token", "create", "--team", "ml-infra", "--role", "worker", "--name", "ci", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert created.stdout == token + "\n" and token.startswith("hpo_")  # only the token
+    auth = {"Authorization": f"Bearer {token}"}
+    whoami = httpx.get(f"{server.url}/api/v1/whoami", headers=auth).json()
+    assert whoami["team"] == "ml-infra" and whoami["role"] == "worker"
+
+    listed = hpo("token", "list", "--team", "ml-infra", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if " ci" in line]
+    assert "ml-infra" in row and "worker" in row and "active" in row and token[:12] in row
+    assert token not in listed.stdout
+
+    revoked = hpo("token", "revoke", str(whoami["token_id"]), env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in hpo("token", "list", "--team", "ml-infra", env=env).stdout
+    # the server caches a token for HPO_AUTH_CACHE_S (5 s): revocation holds within that
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/api/v1/whoami", headers=auth).status_code != 401:
+        assert time.monotonic() < deadline, "revoked token still accepted"
+        time.sleep(0.5)
+
+    bad_role = hpo("token", "create", "--team", "x", "--role", "owner", env=env)
+    assert bad_role.returncode == 2 and "invalid choice" in bad_role.stderr
+    bad_team = hpo("token", "create", "--team", "no spaces", "--role", "read", env=env)
+    assert bad_team.returncode == 1 and "team name" in bad_team.stderr
+    assert hpo("token", "revoke", "999999", env=env).returncode == 1

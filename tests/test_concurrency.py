@@ -17,15 +17,22 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_servers(db: ScratchDatabase) -> Iterator[list[ServerProcess]]:
-    servers = [ServerProcess(db.url_string).start() for _ in range(2)]
+    servers = [ServerProcess(db.url_string, token=db.token).start() for _ in range(2)]
     yield servers
     for server in servers:
         server.stop()
 
 
-def _worker(base_urls: list[str], sid: int, name: str, log: list[dict], errors: list[str]) -> None:
+def _worker(
+    base_urls: list[str],
+    auth: dict[str, str],
+    sid: int,
+    name: str,
+    log: list[dict],
+    errors: list[str],
+) -> None:
     urls = itertools.cycle(base_urls)  # alternate between the two processes
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers=auth) as http:
         while True:
             base = next(urls) + "/api/v1"
             response = http.post(f"{base}/studies/{sid}/trials", json={"worker_id": name})
@@ -58,12 +65,13 @@ def _worker(base_urls: list[str], sid: int, name: str, log: list[dict], errors: 
 def test_budget_is_exact_across_processes(two_servers: list[ServerProcess]) -> None:
     n_trials, n_clients = 60, 12
     urls = [s.url for s in two_servers]
+    auth = two_servers[0].headers
     body = study_body("race", max_trials=n_trials, max_parallel=None, pruner={"name": "none"})
-    sid = httpx.post(f"{urls[0]}/api/v1/studies", json=body).json()["id"]
+    sid = httpx.post(f"{urls[0]}/api/v1/studies", json=body, headers=auth).json()["id"]
     log: list[dict] = []
     errors: list[str] = []
     threads = [
-        threading.Thread(target=_worker, args=(urls, sid, f"c{i}", log, errors))
+        threading.Thread(target=_worker, args=(urls, auth, sid, f"c{i}", log, errors))
         for i in range(n_clients)
     ]
     for t in threads:
@@ -76,7 +84,7 @@ def test_budget_is_exact_across_processes(two_servers: list[ServerProcess]) -> N
     assert len({t["id"] for t in log}) == n_trials
     lrs = [t["params"]["lr"] for t in log]
     assert len(set(lrs)) == n_trials  # no duplicated suggestions from stale views
-    study = httpx.get(f"{urls[1]}/api/v1/studies/{sid}").json()
+    study = httpx.get(f"{urls[1]}/api/v1/studies/{sid}", headers=auth).json()
     assert study["n_trials_started"] == n_trials
     assert study["trial_counts"]["complete"] == n_trials
     assert study["state"] == "completed"

@@ -28,10 +28,18 @@ def test_embedded_postgres_serves_a_whole_study(tmp_path: Path) -> None:
     )
     assert upgrade.returncode == 0, upgrade.stderr
     assert (tmp_path / "hpo" / "pgdata" / "PG_VERSION").exists()
+    token = subprocess.run(
+        [sys.executable, "-m", "service", "token", "create", "--team", "me", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert token.returncode == 0, token.stderr
 
     server = ServerProcess("", env={"HPO_DATA_DIR": str(tmp_path / "hpo")})
     server._env.pop("HPO_DATABASE_URL")
-    with server, HPOClient(server.url) as client:
+    with server, HPOClient(server.url, token=token.stdout.strip()) as client:
         study = client.create_study(study_body("embedded", max_trials=5, pruner={"name": "none"}))
         for _ in range(5):
             lease = client.ask(study["id"], "embedded-worker")

@@ -108,3 +108,35 @@ def test_optuna_and_service_version_tables_are_separate(test_db: ScratchDatabase
     engine.dispose()
     assert optuna_rev.startswith("v")  # Optuna's revision ids look like v3.2.0.a
     assert ours == migrate.service_head()
+
+
+def test_studies_and_workers_made_before_teams_go_to_the_default_team(
+    empty_db: ScratchDatabase,
+) -> None:
+    url = empty_db.url
+    migrate.upgrade(url)
+    migrate.downgrade_service(url, "0008")  # as a database of the release before teams
+    engine = create_db_engine(url, pool_size=1, max_overflow=0)
+    with engine.begin() as conn:
+        study_id = conn.execute(
+            text("INSERT INTO studies (study_name) VALUES ('old') RETURNING study_id")
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO hpo_studies (study_id, state, spec, max_retries, lease_seconds)"
+                " VALUES (:id, 'running', '{}', 0, 60)"
+            ),
+            {"id": study_id},
+        )
+        conn.execute(text("INSERT INTO hpo_workers (worker_id) VALUES ('gpu-0:0')"))
+    assert migrate.upgrade(url).up_to_date
+    with engine.connect() as conn:
+        default = conn.execute(text("SELECT team_id FROM hpo_teams WHERE name = 'default'"))
+        team_id = default.scalar_one()
+        assert conn.execute(text("SELECT team_id FROM hpo_studies")).scalar_one() == team_id
+        assert conn.execute(text("SELECT team_id FROM hpo_workers")).scalar_one() == team_id
+    migrate.downgrade_service(url, "0008")  # and back, keeping the rows
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM hpo_studies")).scalar_one() == 1
+        assert conn.execute(text("SELECT worker_id FROM hpo_workers")).scalar_one() == "gpu-0:0"
+    engine.dispose()

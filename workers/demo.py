@@ -7,6 +7,7 @@ shows live progress, prints the best trial and how to look at the results, then 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -15,8 +16,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -24,6 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from workers.client import HPOClient
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 def demo_study(trials: int, epochs: int, parallel: int) -> dict[str, Any]:
@@ -58,6 +63,9 @@ def run_demo(trials: int, epochs: int, n_workers: int, port: int, keep_serving: 
     console.print(f"[bold]1/4[/] PostgreSQL ({where}): bringing the schema up to date")
     url = resolve_url(settings)
     migrate.upgrade(url)
+    # The server wants a team's token on every call: the demo makes its own (team "local"),
+    # an admin one for itself and the person running it, a worker one for its workers.
+    admin_token, worker_token = _local_tokens(url)
     port = port or _free_port()
     if not _port_free(port):
         console.print(f"port {port} is taken; using a free one")
@@ -65,7 +73,12 @@ def run_demo(trials: int, epochs: int, n_workers: int, port: int, keep_serving: 
     api = f"http://127.0.0.1:{port}"
     logs = settings.data_dir / "demo-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HPO_DATABASE_URL": render_url(url), "HPO_API_URL": api}
+    env = {
+        **os.environ,
+        "HPO_DATABASE_URL": render_url(url),
+        "HPO_API_URL": api,
+        "HPO_API_TOKEN": worker_token,
+    }
     threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
     with ExitStack() as stack:
         console.print(f"[bold]2/4[/] API server on {api}")
@@ -77,7 +90,7 @@ def run_demo(trials: int, epochs: int, n_workers: int, port: int, keep_serving: 
             )
         )
         _wait_ready(api, console)
-        client = stack.enter_context(HPOClient(api))
+        client = stack.enter_context(HPOClient(api, token=admin_token))
         study = client.create_study(demo_study(trials, epochs, n_workers))
         console.print(
             f"[bold]3/4[/] {n_workers} CPU workers ({threads} torch thread each); logs in {logs}"
@@ -104,7 +117,8 @@ def run_demo(trials: int, epochs: int, n_workers: int, port: int, keep_serving: 
             f"{trials} trials of {epochs} epochs, TPE + median pruning"
         )
         finished = _watch(client, study["id"], trials, console)
-        _report(client, study, finished, api, render_url(url), settings.data_dir, console)
+        found_at = _Where(api, render_url(url), settings.data_dir, admin_token)
+        _report(client, study, finished, found_at, console)
         if keep_serving:
             console.print(f"\nThe API keeps serving on {api} (Ctrl-C to stop).")
             _wait_for_ctrl_c()
@@ -142,13 +156,35 @@ def _watch(client: HPOClient, study_id: int, trials: int, console: Console) -> d
             time.sleep(0.5)
 
 
+@dataclass(frozen=True)
+class _Where:
+    api: str
+    db_url: str
+    data_dir: Path
+    token: str
+
+
+def _local_tokens(url: URL) -> tuple[str, str]:
+    """An admin and a worker token of team ``local``, valid for a week."""
+    from service.auth.service import AuthService
+    from service.db.engine import create_db_engine
+
+    engine = create_db_engine(url, pool_size=1, max_overflow=0)
+    try:
+        auth = AuthService(engine)
+        week = dt.timedelta(days=7)
+        admin = auth.issue("local", "admin", name="hpo demo", expires_in=week)
+        worker = auth.issue("local", "worker", name="hpo demo workers", expires_in=week)
+    finally:
+        engine.dispose()
+    return admin.token, worker.token
+
+
 def _report(
     client: HPOClient,
     study: dict[str, Any],
     finished: dict[str, Any],
-    api: str,
-    db_url: str,
-    data_dir: Path,
+    where: _Where,
     console: Console,
 ) -> None:
     best = client.best(study["id"])["best"]
@@ -173,12 +209,14 @@ def _report(
     console.print(
         "\n[bold]Look at the results[/] (the study stays in the database):\n"
         "  [cyan]hpo serve[/]  then open http://127.0.0.1:8000/dashboard "
-        "(API docs at /docs)\n"
-        f"  [cyan]hpo study show {study['name']}[/]\n"
+        "(API docs at /docs); it asks for this token (team local, admin, valid 7 days):\n"
+        f"    {where.token}\n"
+        f"  [cyan]HPO_API_TOKEN={where.token} hpo study show {study['name']}[/]\n"
+        "  [cyan]hpo token create --team local --role admin[/] makes another one.\n"
         "  Optuna reads the same database while [cyan]hpo serve[/] runs:\n"
-        f"    optuna-dashboard '{db_url}'\n"
+        f"    optuna-dashboard '{where.db_url}'\n"
         f"    optuna.load_study(study_name='{study['name']}', storage=<that URL>)\n"
-        f"[dim]database files: {data_dir}; this run's API: {api}[/]",
+        f"[dim]database files: {where.data_dir}; this run's API: {where.api}[/]",
         soft_wrap=True,
     )
 

@@ -73,11 +73,12 @@ def _install_two_stage(shutdown: threading.Event) -> None:
 # ---- several slots: one child process each ----
 
 
-def _child_main(settings_json: str, index: int, device: str, n_slots: int, level: str) -> None:
+def _child_main(
+    settings: WorkerSettings, index: int, device: str, n_slots: int, level: str
+) -> None:
     _die_with_parent()
     configure_logging(level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent; it forwards
-    settings = WorkerSettings.model_validate_json(settings_json)
     shutdown = threading.Event()
     _install_two_stage(shutdown)
     _run_slot(settings, index, device, n_slots, shutdown)
@@ -85,11 +86,11 @@ def _child_main(settings_json: str, index: int, device: str, n_slots: int, level
 
 def _run_children(settings: WorkerSettings, devices: list[str]) -> int:
     ctx = mp.get_context("spawn")
-    payload = settings.model_dump_json()
+    # Pickled, not JSON: a JSON dump masks the API token ('**********').
     children = [
         ctx.Process(
             target=_child_main,
-            args=(payload, i, device, len(devices), settings.log_level),
+            args=(settings, i, device, len(devices), settings.log_level),
             name=f"slot-{i}",
         )
         for i, device in enumerate(devices)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import InvalidInput, Unauthorized
-from service.idempotency import IdempotencyKey
+from service.api.params import StudyId, TrialId
+from service.auth.access import Access
+from service.auth.principal import Principal
+from service.auth.repository import DEFAULT_TEAM
+from service.auth.roles import Permission
+from service.auth.service import AuthService
+from service.errors import Forbidden, InvalidInput, Unauthorized
+from service.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, IdempotencyKey
 from service.notify import WorkSignal
 from service.settings import ServerSettings
 from service.studies.service import StudyService
@@ -55,34 +61,114 @@ TrialQueriesDep = Annotated[TrialQueries, Depends(get_trial_queries)]
 WorkSignalDep = Annotated[WorkSignal, Depends(get_work_signal)]
 
 
-def require_token(
-    settings: SettingsDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    """When ``HPO_API_TOKEN`` is set, every /api request carries ``Authorization: Bearer …``."""
-    expected = settings.api_token
-    if expected is None:
-        return
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
-        token.encode(), expected.get_secret_value().encode()
-    ):
+def get_auth(request: Request) -> AuthService:
+    service: AuthService = request.app.state.auth
+    return service
+
+
+def get_access(request: Request) -> Access:
+    access: Access = request.app.state.access
+    return access
+
+
+AuthDep = Annotated[AuthService, Depends(get_auth)]
+AccessDep = Annotated[Access, Depends(get_access)]
+
+# The caller when the server runs with HPO_AUTH=off: an admin of every team.
+OPEN_PRINCIPAL = Principal(team_id=None, team=DEFAULT_TEAM, role="admin")
+
+
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="an API token of your team (hpo token create, or POST /api/v1/tokens)",
+)
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> Principal:
+    """The caller behind ``Authorization: Bearer <token>`` (401 without a live token)."""
+    settings: ServerSettings = request.app.state.settings
+    if settings.auth == "off":
+        return OPEN_PRINCIPAL
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+    auth: AuthService = request.app.state.auth
+    return auth.authenticate(credentials.credentials.strip())
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _permit(principal: Principal, permission: Permission) -> Principal:
+    if not principal.may(permission):
+        raise Forbidden(
+            f"a {principal.role!r} token may not do this; it needs the {permission!r} permission",
+            {"role": principal.role, "needs": permission},
+        )
+    return principal
+
+
+class Allowed:
+    """The caller, if its role grants ``permission`` (403 otherwise)."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission: Permission = permission
+
+    def __call__(self, principal: PrincipalDep) -> Principal:
+        return _permit(principal, self.permission)
+
+
+class OnStudy(Allowed):
+    """The caller, if it may ``permission`` on the study in the path (another team's: 404)."""
+
+    def __call__(  # type: ignore[override]
+        self, study_id: StudyId, principal: PrincipalDep, access: AccessDep
+    ) -> Principal:
+        access.check_study(principal, study_id)
+        return _permit(principal, self.permission)
+
+
+class OnTrial(Allowed):
+    """The caller, if it may ``permission`` on the trial in the path (another team's: 404)."""
+
+    def __call__(  # type: ignore[override]
+        self, trial_id: TrialId, principal: PrincipalDep, access: AccessDep
+    ) -> Principal:
+        access.check_trial(principal, trial_id)
+        return _permit(principal, self.permission)
+
+
+TeamReader = Annotated[Principal, Depends(Allowed("read"))]
+TeamRunner = Annotated[Principal, Depends(Allowed("run"))]
+TeamManager = Annotated[Principal, Depends(Allowed("manage"))]
+TeamAdmin = Annotated[Principal, Depends(Allowed("admin"))]
+StudyReader = Annotated[Principal, Depends(OnStudy("read"))]
+StudyRunner = Annotated[Principal, Depends(OnStudy("run"))]
+StudyManager = Annotated[Principal, Depends(OnStudy("manage"))]
+TrialReader = Annotated[Principal, Depends(OnTrial("read"))]
+TrialRunner = Annotated[Principal, Depends(OnTrial("run"))]
 
 
 IdempotencyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
         description="retrying a POST with the same key returns the first response",
     ),
 ]
 
 
-def idempotency_key(request: Request, key: str | None, body: Any) -> IdempotencyKey | None:
+def idempotency_key(
+    request: Request, principal: Principal, key: str | None, body: Any
+) -> IdempotencyKey | None:
+    """The request's key, scoped by team and endpoint: teams never see each other's replies."""
     if key is None:
         return None
     if not 1 <= len(key) <= 255:
         raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
-    scope = f"{request.method} {request.url.path}"
+    scope = f"team:{principal.team_id or 0} {request.method} {request.url.path}"
     return IdempotencyKey.of(scope, key, body)

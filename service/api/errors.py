@@ -8,7 +8,9 @@ unexpected is a logged 500 ``internal_error`` that reveals nothing of the server
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,6 +36,66 @@ _HTTP_CODES = {
 }
 
 
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable: not_found, validation_error, lease_lost...")
+    message: str = Field(description="for humans: what is wrong, and where")
+    details: Any = Field(default=None, description="structured context, when there is any")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorBody
+
+
+_MEANINGS = {
+    400: "malformed JSON (`malformed_json`), or a cursor this list did not give out (`bad_cursor`)",
+    401: "no valid bearer token (`unauthorized`)",
+    403: "the token's role does not allow this call (`forbidden`)",
+    404: "no such resource (`not_found`)",
+    409: "conflicts with the current state (`lease_lost`, `trial_finished`, `invalid_state`,"
+    " `duplicate_name`, `idempotency_key_reused`, ...)",
+    413: "the request body is over its limit (`payload_too_large`)",
+    422: "invalid input (`validation_error`, `invalid_input`, `invalid_spec`)",
+    503: "the database is unavailable or out of date (`database_unavailable`,"
+    " `schema_out_of_date`); retry",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses with the error shape."""
+    return {status: {"model": ErrorOut, "description": _MEANINGS[status]} for status in statuses}
+
+
+API_ERRORS = error_responses(401, 403, 413, 422, 503)
+"""What any /api route may answer: no token, a role too weak, a body too large, invalid
+input, the database away."""
+
+
+class ErrorResponse(JSONResponse):
+    """An error body, which may echo what the client sent: JSON that strict UTF-8 JSON cannot
+    carry (a lone surrogate, NaN) is escaped or written as a string instead of failing."""
+
+    def render(self, content: Any) -> bytes:
+        safe = _finite(content)
+        try:
+            text = json.dumps(safe, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escape every non-ASCII character
+            return json.dumps(safe, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float written as a string ("NaN", "Infinity")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 def error_response(
     status: int,
     code: str,
@@ -41,7 +104,27 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": jsonable_encoder(details)}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return ErrorResponse(body, status_code=status, headers=headers)
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """The request body is over its limit (``service.api.limits`` raises it while the body
+    streams in). An HTTP exception, so that FastAPI's body parsing lets it through instead of
+    turning it into a 400."""
+
+    def __init__(self, message: str, max_bytes: int) -> None:
+        super().__init__(status_code=413, detail=message)
+        self.max_bytes = max_bytes
+
+
+def too_large_response(exc: BodyTooLarge) -> JSONResponse:
+    """413 ``payload_too_large``; ``details.max_bytes`` is the limit."""
+    return error_response(413, "payload_too_large", str(exc.detail), {"max_bytes": exc.max_bytes})
+
+
+async def _body_too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLarge)
+    return too_large_response(exc)
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -59,8 +142,38 @@ def _clean(error: dict[str, Any]) -> dict[str, Any]:
         "type": error.get("type"),
     }
     if "input" in error and error.get("type") != "json_invalid":
-        out["input"] = error["input"]
+        out["input"] = _echo(error["input"])
     return out
+
+
+_ECHO_DEPTH = 8
+_ECHO_CHARS = 4096
+
+
+def _echo(value: Any) -> Any:
+    """The invalid input, to show back: as it is unless it is raw bytes (a body that is not
+    JSON), nested deeper than a few levels or large (it could not be encoded, or would make
+    the answer larger than the question)."""
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes, not shown>"
+    if _deeper_than(value, _ECHO_DEPTH):
+        return f"<nested more than {_ECHO_DEPTH} levels, not shown>"
+    if len(json.dumps(value, default=str)) > _ECHO_CHARS:
+        return f"<more than {_ECHO_CHARS} characters as JSON, not shown>"
+    return value
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` has containers nested more than ``levels`` deep (no recursion)."""
+    frontier = [value]
+    for _ in range(levels):
+        frontier = [
+            child
+            for item in frontier
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return any(isinstance(item, dict | list) for item in frontier)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -105,6 +218,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(BodyTooLarge, _body_too_large)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,6 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from service.api.deps import TrialReader, TrialRunner
+from service.api.errors import ErrorOut
+from service.api.params import TrialId
 from service.checkpoints.schemas import CheckpointOut
 from service.checkpoints.service import CheckpointService
 
@@ -40,8 +43,11 @@ Step = Annotated[
 ]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "no such trial, or it has no checkpoint (`not_found`)"},
-    409: {"description": "the token holds no live lease on the trial (`lease_lost`)"},
+    404: {"model": ErrorOut, "description": "no such trial, or it has no checkpoint (`not_found`)"},
+    409: {
+        "model": ErrorOut,
+        "description": "the token holds no live lease on the trial (`lease_lost`)",
+    },
 }
 _UPLOAD: dict[str, Any] = {
     "requestBody": {
@@ -66,10 +72,18 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
 @router.put(
     "",
     openapi_extra=_UPLOAD,
-    responses={**_ERRORS, 413: {"description": "over HPO_CHECKPOINT_MAX_BYTES"}},
+    responses={
+        **_ERRORS,
+        413: {"model": ErrorOut, "description": "over HPO_CHECKPOINT_MAX_BYTES"},
+    },
 )
 async def put_checkpoint(
-    trial_id: int, token: LeaseToken, step: Step, request: Request, checkpoints: CheckpointsDep
+    trial_id: TrialId,
+    token: LeaseToken,
+    step: Step,
+    request: Request,
+    checkpoints: CheckpointsDep,
+    _: TrialRunner,
 ) -> CheckpointOut:
     """Replace the trial's checkpoint with the request body (after every epoch, say).
 
@@ -82,7 +96,10 @@ async def put_checkpoint(
 
 @router.get("", response_class=Response, responses=_DOWNLOAD)
 def get_checkpoint(
-    trial_id: int, checkpoints: CheckpointsDep, token: OptionalLeaseToken = None
+    trial_id: TrialId,
+    checkpoints: CheckpointsDep,
+    _: TrialReader,
+    token: OptionalLeaseToken = None,
 ) -> Response:
     """The trial's last checkpoint. While the trial runs or waits, only the holder of its
     current lease may read it (to resume); a finished trial's checkpoint is open to all."""
@@ -92,7 +109,9 @@ def get_checkpoint(
 
 
 @router.get("/meta", responses={404: _ERRORS[404]})
-def get_checkpoint_meta(trial_id: int, checkpoints: CheckpointsDep) -> CheckpointOut:
+def get_checkpoint_meta(
+    trial_id: TrialId, checkpoints: CheckpointsDep, _: TrialReader
+) -> CheckpointOut:
     """Step, size, sha256 and time of the trial's last checkpoint; no lease needed."""
     return CheckpointOut.of(checkpoints.meta(trial_id))
 

@@ -48,6 +48,36 @@ optuna_trials = Table("trials", metadata, Column("trial_id", Integer, primary_ke
 
 NOW = text("now()")
 
+teams = Table(
+    "hpo_teams",
+    metadata,
+    Column("team_id", Integer, Identity(), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# API tokens, stored only as the SHA-256 of the token (service.auth).
+api_tokens = Table(
+    "hpo_api_tokens",
+    metadata,
+    Column("token_id", Integer, Identity(), primary_key=True),
+    Column(
+        "team_id",
+        Integer,
+        ForeignKey("hpo_teams.team_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("role", String(16), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("prefix", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("role IN ('read', 'worker', 'submit', 'admin')", name="role"),
+)
+
 study_specs = Table(
     "hpo_studies",
     metadata,
@@ -56,6 +86,13 @@ study_specs = Table(
         Integer,
         ForeignKey("studies.study_id", ondelete="CASCADE"),
         primary_key=True,
+    ),
+    Column(
+        "team_id",
+        Integer,
+        ForeignKey("hpo_teams.team_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
     ),
     Column("state", String(16), nullable=False),
     # json, not jsonb: it keeps the user's key order (the order of the search space).
@@ -132,6 +169,12 @@ idempotency_keys = Table(
 workers = Table(
     "hpo_workers",
     metadata,
+    Column(
+        "team_id",
+        Integer,
+        ForeignKey("hpo_teams.team_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("worker_id", String(256), primary_key=True),
     Column("tasks", JSONB, nullable=True),
     Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=NOW),

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pydantic import TypeAdapter
 from sqlalchemy import Engine
 
 from service.fleet import repository as repo
 from service.fleet.schemas import HeldTrial, WorkerOut
-from service.pagination import Page, decode_cursor, encode_cursor
+from service.pagination import Page, decode_key, encode_cursor
+from service.trials.schemas import WorkerId
+
+_WORKER_KEY: TypeAdapter[str] = TypeAdapter(WorkerId)
 
 
 class FleetService:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def list(self, *, seen_within_s: int, cursor: str | None, limit: int) -> Page[WorkerOut]:
-        after = decode_cursor(cursor, f"workers:{seen_within_s}")
+    def list(
+        self, *, seen_within_s: int, cursor: str | None, limit: int, team_id: int | None = None
+    ) -> Page[WorkerOut]:
+        """The team's workers (every team's for None)."""
+        after = decode_key(cursor, f"workers:{seen_within_s}", _WORKER_KEY)
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seen_within_s)
         with self._engine.connect() as conn:
-            rows = repo.list_workers(conn, since=since, after=after, limit=limit + 1)
+            rows = repo.list_workers(
+                conn, team_id=team_id, since=since, after=after, limit=limit + 1
+            )
         more = len(rows) > limit
         rows = rows[:limit]
         items = [

@@ -8,6 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from service.api.deps import StudyReader, TeamReader
+from service.api.errors import error_responses
+from service.api.params import Cursor, StudyId
 from service.history.export import csv_chunks, jsonl_chunks
 from service.history.schemas import (
     ChangesOut,
@@ -17,7 +20,7 @@ from service.history.schemas import (
     StudySummaryOut,
 )
 from service.history.service import HistoryService
-from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from service.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Page
 
 router = APIRouter(tags=["history"])
 
@@ -39,29 +42,40 @@ TrialNumbers = Annotated[
 ]
 
 
-@router.get("/studies/summary")
+@router.get("/studies/summary", responses=error_responses(400))
 def studies_summary(
-    history: HistoryDep, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+    history: HistoryDep,
+    caller: TeamReader,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[StudySummaryOut]:
-    """Every study with trial counts, best value (or Pareto front size), last activity and the
-    workers running its trials, in study id order."""
-    return history.summary(cursor, limit)
+    """Every study of the caller's team with trial counts, best value (or Pareto front size),
+    last activity and the workers running its trials, in study id order."""
+    return history.summary(cursor, limit, caller.team_id)
 
 
-@router.get("/studies/{study_id}/history")
+@router.get("/studies/{study_id}/history", responses=error_responses(400, 404))
 def optimization_history(
-    study_id: int, history: HistoryDep, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT
+    study_id: StudyId,
+    history: HistoryDep,
+    _: StudyReader,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[HistoryPointOut]:
     """Finished trials (complete, pruned, failed) in number order, with each objective's best
     value so far. Pages continue the best values exactly."""
     return history.history(study_id, cursor, limit)
 
 
-@router.get("/studies/{study_id}/changes")
+@router.get("/studies/{study_id}/changes", responses=error_responses(400, 404))
 def changed_trials(
-    study_id: int,
+    study_id: StudyId,
     history: HistoryDep,
-    since: str | None = None,
+    _: StudyReader,
+    since: Annotated[
+        str | None,
+        Query(max_length=MAX_CURSOR_LENGTH, description="the 'cursor' of the previous answer"),
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     include_intermediate: bool = False,
 ) -> ChangesOut:
@@ -75,16 +89,17 @@ def changed_trials(
     return history.changes(study_id, since, limit, intermediate=include_intermediate)
 
 
-@router.get("/studies/{study_id}/intermediate")
+@router.get("/studies/{study_id}/intermediate", responses=error_responses(400, 404))
 def learning_curves(
-    study_id: int,
+    study_id: StudyId,
     history: HistoryDep,
+    _: StudyReader,
     trials: TrialNumbers = None,
     max_points: Annotated[
         int | None,
         Query(ge=4, le=100_000, description="down-sample each curve to at most this many points"),
     ] = None,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[CurveOut]:
     """Intermediate values (step → value) of the trials that have any, with each trial's state.
@@ -97,8 +112,8 @@ def learning_curves(
     return history.curves(study_id, numbers, max_points, cursor, limit)
 
 
-@router.get("/studies/{study_id}/importance")
-def param_importance(study_id: int, history: HistoryDep) -> ImportanceOut:
+@router.get("/studies/{study_id}/importance", responses=error_responses(404))
+def param_importance(study_id: StudyId, history: HistoryDep, _: StudyReader) -> ImportanceOut:
     """Hyperparameter importances (Optuna's PED-ANOVA) of the complete trials, per objective.
 
     Large studies are computed in the background: the answer is then the previous result
@@ -108,7 +123,8 @@ def param_importance(study_id: int, history: HistoryDep) -> ImportanceOut:
 
 
 _EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"content": {"text/csv": {}}, "description": "one row per trial"}
+    200: {"content": {"text/csv": {}}, "description": "one row per trial"},
+    **error_responses(404),
 }
 
 
@@ -117,7 +133,7 @@ _EXPORT_RESPONSES: dict[int | str, dict[str, object]] = {
     response_class=StreamingResponse,
     responses=_EXPORT_RESPONSES,
 )
-def export_csv(study_id: int, history: HistoryDep) -> StreamingResponse:
+def export_csv(study_id: StudyId, history: HistoryDep, _: StudyReader) -> StreamingResponse:
     """Every trial, one column per parameter and user attribute, streamed in chunks."""
     export = history.export(study_id, intermediate=False)
     return StreamingResponse(
@@ -130,10 +146,13 @@ def export_csv(study_id: int, history: HistoryDep) -> StreamingResponse:
 @router.get(
     "/studies/{study_id}/trials.jsonl",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}, "description": "one trial a line"}},
+    responses={
+        200: {"content": {"application/x-ndjson": {}}, "description": "one trial a line"},
+        **error_responses(404),
+    },
 )
 def export_jsonl(
-    study_id: int, history: HistoryDep, include_intermediate: bool = True
+    study_id: StudyId, history: HistoryDep, _: StudyReader, include_intermediate: bool = True
 ) -> StreamingResponse:
     """Every trial as a JSON object per line (the trial objects of the API), streamed."""
     export = history.export(study_id, intermediate=include_intermediate)

@@ -28,6 +28,7 @@ from service.history.schemas import (
     ImportanceOut,
     StudySummaryOut,
 )
+from service.ids import MAX_ID
 from service.pagination import Page, decode_cursor, encode_cursor
 from service.studies import repository as studies_repo
 from service.studies.repository import API_STATE
@@ -75,12 +76,17 @@ class HistoryService:
 
     # ---- studies overview ----
 
-    def summary(self, cursor: str | None, limit: int) -> Page[StudySummaryOut]:
-        """A page of every study with counts, best value or Pareto front size, last activity
-        and running workers: three statements whatever the page size."""
+    def summary(
+        self, cursor: str | None, limit: int, team_id: int | None = None
+    ) -> Page[StudySummaryOut]:
+        """A page of the team's studies (every team's for None) with counts, best value or
+        Pareto front size, last activity and running workers: three statements whatever the
+        page size."""
         after = _int_key(cursor, "summary")
         with self._engine.connect() as conn:
-            rows = studies_repo.list_studies(conn, state=None, after_id=after, limit=limit + 1)
+            rows = studies_repo.list_studies(
+                conn, team_id=team_id, state=None, after_id=after, limit=limit + 1
+            )
             page = rows[:limit]
             activity = repo.study_activity(
                 conn,
@@ -245,7 +251,9 @@ def _require_study(conn: Connection, study_id: int) -> list[str]:
 
 def _int_key(cursor: str | None, kind: str) -> int | None:
     value = decode_cursor(cursor, kind)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID
+    ):
         raise BadCursor(f"cursor {cursor!r} is not valid")
     return value
 

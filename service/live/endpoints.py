@@ -8,6 +8,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from service.api.deps import StudyReader
+from service.api.errors import ErrorOut, error_responses
+from service.api.params import StudyId
 from service.live.service import LiveService
 
 router = APIRouter(tags=["live"])
@@ -21,6 +24,7 @@ def get_live(request: Request) -> LiveService:
 LiveDep = Annotated[LiveService, Depends(get_live)]
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MAX_EVENT_ID_LENGTH = 64  # an id is '<xid>-<id>', two numbers of at most 18 digits
 
 
 @router.get(
@@ -32,15 +36,26 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             "description": "Server-Sent Events: 'event: <kind>', 'id: <xid>-<id>', "
             "'data: <json payload with study_id, trial_id, created_at>'",
         },
-        400: {"description": "the Last-Event-ID is not an id of this stream (bad_cursor)"},
+        400: {
+            "model": ErrorOut,
+            "description": "the Last-Event-ID is not an id of this stream (bad_cursor)",
+        },
+        **error_responses(404),
     },
 )
 async def study_events(
-    study_id: int,
+    study_id: StudyId,
     live: LiveDep,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    _: StudyReader,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=MAX_EVENT_ID_LENGTH)
+    ] = None,
     last_event_id: Annotated[
-        str | None, Query(description="for clients that cannot send the Last-Event-ID header")
+        str | None,
+        Query(
+            max_length=MAX_EVENT_ID_LENGTH,
+            description="for clients that cannot send the Last-Event-ID header",
+        ),
     ] = None,
 ) -> StreamingResponse:
     """The study's events as they happen: ``study_created``, ``study_updated``,

@@ -28,6 +28,7 @@ from optuna.distributions import (
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from service.observability.metrics import time_sampling
 from service.sampling import repository as repo
 from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
 from service.sampling.view_storage import Journal, ViewStorage
@@ -172,10 +173,11 @@ class StudyView:
         A queued trial enqueued by a user keeps its ``fixed_params``. A new trial is provisional:
         it is removed from the view again, and comes back from the database on the next refresh.
         """
-        for _ in range(_DUPLICATE_RETRIES):
-            sampled = self._sample_once(trial_id)
-            if trial_id is not None or not self._duplicates_existing(sampled.params):
-                return sampled
+        with time_sampling(self.definition.sampler.name):
+            for _ in range(_DUPLICATE_RETRIES):
+                sampled = self._sample_once(trial_id)
+                if trial_id is not None or not self._duplicates_existing(sampled.params):
+                    break
         return sampled
 
     def _sample_once(self, trial_id: int | None) -> Sampled:

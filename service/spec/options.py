@@ -31,9 +31,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from service.documents import json_document
 from service.spec.details import Detail, Loc, detail, fail, raise_details
 
 PYTHON_OBJECT = "cannot be set over the API: it takes a Python object"
+MAX_OPTIONS = 64
+MAX_OPTIONS_BYTES = 256 * 1024
+
+Options = Annotated[
+    dict[str, Any],
+    Field(max_length=MAX_OPTIONS, description="constructor options, at most 256 KiB as JSON"),
+    json_document(MAX_OPTIONS_BYTES),
+]
+"""A sampler's or pruner's options as sent: checked for size and storable JSON here, against
+the constructor by :func:`check_options`."""
 
 # Stricter types for options Optuna checks only lazily (at sampling time) or not at all.
 NonNegativeInt = Annotated[int, Field(ge=0)]

@@ -37,6 +37,7 @@ from service.spec.details import fail
 from service.spec.options import (
     NonNegativeInt,
     OptionRules,
+    Options,
     PositiveInt,
     check_options,
     construct,
@@ -54,7 +55,7 @@ class PrunerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: PrunerName = "none"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: Options = Field(default_factory=dict)
 
 
 def _rules(name: PrunerName, target: type[BasePruner], **hints: Any) -> OptionRules:

@@ -57,6 +57,7 @@ from service.spec.options import (
     NonNegativeFloat,
     NonNegativeInt,
     OptionRules,
+    Options,
     PositiveFloat,
     PositiveInt,
     check_options,
@@ -84,7 +85,7 @@ class SamplerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: SamplerName = "tpe"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: Options = Field(default_factory=dict)
 
 
 Space = Mapping[str, ParamSpec]

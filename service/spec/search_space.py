@@ -58,9 +58,13 @@ from service.spec.details import (
 )
 
 MAX_PARAMS = 1000
-MAX_NAME_LENGTH = 512
+MAX_NAME_LENGTH = 512  # Optuna's param_name column
+MAX_CHOICES = 1000
+MAX_CHOICE_LENGTH = 512
 # Optuna stores every parameter value as a float; beyond 2**53 integers are no longer exact.
 MAX_ABS_INT = 2**53
+# Nor can a float parameter's grid points be told apart beyond 2**53 steps.
+MAX_FLOAT_STEPS = 2**53
 PARAM_TYPES = ("float", "int", "categorical")
 
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -123,10 +127,11 @@ class IntParam(_Param):
 
 
 class CategoricalParam(_Param):
-    """One of ``choices`` (str, int, float or bool, kept exactly as sent; all distinct)."""
+    """One of ``choices`` (str, int, float or bool, kept exactly as sent; all distinct; at most
+    1000, strings of at most 512 characters)."""
 
     type: Literal["categorical"] = "categorical"
-    choices: list[Choice]
+    choices: list[Choice] = Field(max_length=MAX_CHOICES)
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
@@ -176,7 +181,10 @@ def _float_problems(p: FloatParam) -> list[Problem]:
         problems.append(("low", f"low must be > 0 when log is true, got {p.low}"))
     if not problems and p.step is not None:
         low, high, step = (Decimal(str(x)) for x in (p.low, p.high, p.step))
-        problems += _step_fit(low, high, step, float)
+        if (high - low) / step > MAX_FLOAT_STEPS:
+            problems.append(("step", "step is too small: the range holds more than 2**53 steps"))
+        else:
+            problems += _step_fit(low, high, step, float)
     return problems
 
 
@@ -208,6 +216,9 @@ def _step_fit(
 def _choice_problems(choices: list[Any]) -> list[Problem]:
     if not choices:
         return [("choices", "at least one choice is required")]
+    for index, choice in enumerate(choices):
+        if isinstance(choice, str) and (problem := _text_problem(choice)):
+            return [("choices", f"choice {index}: {problem}")]
     seen: dict[Any, Any] = {}
     for choice in choices:
         if choice in seen:
@@ -216,6 +227,17 @@ def _choice_problems(choices: list[Any]) -> list[Problem]:
             return [("choices", message)]
         seen[choice] = choice
     return []
+
+
+def _text_problem(text: str) -> str | None:
+    """Why a string choice cannot be stored and shown back as it is, if it cannot."""
+    if len(text) > MAX_CHOICE_LENGTH:
+        return f"a choice may have at most {MAX_CHOICE_LENGTH} characters"
+    if "\x00" in text:
+        return "a choice must not contain NUL characters"
+    if any(unicodedata.category(char) == "Cs" for char in text):
+        return "a choice must be valid Unicode (a lone surrogate is not)"
+    return None
 
 
 def parse_search_space(raw: object, loc: Loc = ("search_space",)) -> dict[str, ParamSpec]:

@@ -30,6 +30,7 @@ API_STATE = {v: k for k, v in OPTUNA_STATE.items()}
 class StudyRow:
     study_id: int
     name: str
+    team: str
     state: str
     spec: dict[str, Any]
     directions: list[str]
@@ -63,10 +64,10 @@ _INSERT = text(
         SELECT st.study_id, x.key, x.value
           FROM st, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
     ), h AS (
-        INSERT INTO hpo_studies (study_id, state, spec, task_name, max_trials, max_parallel,
-                                 max_retries, lease_seconds)
-        SELECT st.study_id, 'running', CAST(:spec AS json), :task_name, :max_trials,
-               :max_parallel, :max_retries, :lease_seconds
+        INSERT INTO hpo_studies (study_id, team_id, state, spec, task_name, max_trials,
+                                 max_parallel, max_retries, lease_seconds)
+        SELECT st.study_id, :team_id, 'running', CAST(:spec AS json), :task_name,
+               :max_trials, :max_parallel, :max_retries, :lease_seconds
           FROM st
         RETURNING study_id
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st),
@@ -88,6 +89,7 @@ _INSERT = text(
 def insert_study(
     conn: Connection,
     *,
+    team_id: int,
     name: str,
     directions: Sequence[str],
     metric_names: Sequence[str] | None,
@@ -104,6 +106,7 @@ def insert_study(
     row = conn.execute(
         _INSERT,
         {
+            "team_id": team_id,
             "name": name,
             "directions": list(directions),
             "ua_keys": list(metadata),
@@ -122,8 +125,9 @@ def insert_study(
 
 
 _SELECT = """
-    SELECT st.study_id, st.study_name AS name, s.state, s.spec, s.max_trials, s.max_parallel,
-           s.max_retries, s.lease_seconds, s.n_started, s.created_at, s.updated_at,
+    SELECT st.study_id, st.study_name AS name, tm.name AS team, s.team_id, s.state, s.spec,
+           s.max_trials, s.max_parallel, s.max_retries, s.lease_seconds, s.n_started,
+           s.created_at, s.updated_at,
            (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
               FROM study_directions d WHERE d.study_id = st.study_id) AS directions,
            (SELECT a.value_json FROM study_system_attributes a
@@ -134,6 +138,7 @@ _SELECT = """
            counts.active
       FROM hpo_studies s
       JOIN studies st ON st.study_id = s.study_id
+      JOIN hpo_teams tm ON tm.team_id = s.team_id
       CROSS JOIN LATERAL (
           SELECT json_object_agg(c.state, c.n) AS by_state,
                  coalesce(sum(c.n) FILTER (WHERE c.state IN ('RUNNING', 'WAITING')), 0) AS active
@@ -155,6 +160,14 @@ _STATE_FILTERS = {
 }
 
 
+_TEAM_FILTER = "(CAST(:team_id AS int) IS NULL OR s.team_id = :team_id)"
+
+
+def default_team_id(conn: Connection) -> int:
+    """The team of studies created with auth off (made by migration 0009)."""
+    return int(conn.execute(text("SELECT team_id FROM hpo_teams WHERE name = 'default'")).one()[0])
+
+
 def _to_row(m: RowMapping) -> StudyRow:
     by_state = m["by_state"] or {}
     counts = {api: int(by_state.get(opt, 0)) for api, opt in OPTUNA_STATE.items()}
@@ -168,6 +181,7 @@ def _to_row(m: RowMapping) -> StudyRow:
     return StudyRow(
         study_id=m["study_id"],
         name=m["name"],
+        team=m["team"],
         state="completed" if completed else m["state"],
         spec=m["spec"],
         directions=list(m["directions"] or []),
@@ -190,20 +204,26 @@ def get_study(conn: Connection, study_id: int) -> StudyRow | None:
     return None if m is None else _to_row(m)
 
 
-def get_study_by_name(conn: Connection, name: str) -> StudyRow | None:
-    row = conn.execute(text(_SELECT + " WHERE st.study_name = :name"), {"name": name})
+def get_study_by_name(conn: Connection, name: str, team_id: int | None) -> StudyRow | None:
+    """The study named ``name`` if it belongs to the team (to any team for None)."""
+    row = conn.execute(
+        text(_SELECT + " WHERE st.study_name = :name AND " + _TEAM_FILTER),
+        {"name": name, "team_id": team_id},
+    )
     m = row.mappings().one_or_none()
     return None if m is None else _to_row(m)
 
 
 def list_studies(
-    conn: Connection, *, state: str | None, after_id: int | None, limit: int
+    conn: Connection, *, team_id: int | None, state: str | None, after_id: int | None, limit: int
 ) -> list[StudyRow]:
-    clauses = ["(CAST(:after AS int) IS NULL OR s.study_id > :after)"]
+    """The team's studies (every team's for None) by id, after ``after_id``."""
+    clauses = ["(CAST(:after AS int) IS NULL OR s.study_id > :after)", _TEAM_FILTER]
     if state is not None:
         clauses.append(_STATE_FILTERS[state])
     sql = _SELECT + " WHERE " + " AND ".join(clauses) + " ORDER BY s.study_id LIMIT :limit"
-    rows = conn.execute(text(sql), {"after": after_id, "limit": limit}).mappings()
+    params = {"after": after_id, "limit": limit, "team_id": team_id}
+    rows = conn.execute(text(sql), params).mappings()
     return [_to_row(m) for m in rows]
 
 

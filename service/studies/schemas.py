@@ -5,14 +5,54 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from service.documents import AttrKey, json_document
 from service.spec import PrunerSpec, SamplerSpec, SearchSpace
+
+MAX_STUDY_NAME_LENGTH = 512  # Optuna's study_name column
+MAX_OBJECTIVES = 16
+MAX_METRIC_NAME_LENGTH = 256
+MAX_TASK_NAME_LENGTH = 256  # hpo_studies.task_name
+MAX_TASK_BYTES = 64 * 1024
+MAX_METADATA_KEYS = 100
+MAX_METADATA_BYTES = 64 * 1024
+MAX_BUDGET = 10_000_000
+MAX_PARALLEL = 100_000
+MAX_RETRIES = 100
+MAX_LEASE_SECONDS = 7 * 24 * 3600
+
+# Names are shown in URLs, logs and tables: no control characters (and no '/' in a study name).
+_NAME = r"^[^\x00-\x1f\x7f]+$"
 
 Direction = Literal["minimize", "maximize"]
 StoredState = Literal["running", "paused", "stopped"]
 StudyStateName = Literal["running", "paused", "stopped", "completed"]
-StudyName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f/]+$")]
+STUDY_NAME_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
+StudyName = Annotated[
+    str, Field(min_length=1, max_length=MAX_STUDY_NAME_LENGTH, pattern=STUDY_NAME_PATTERN)
+]
+MetricName = Annotated[str, Field(min_length=1, max_length=MAX_METRIC_NAME_LENGTH, pattern=_NAME)]
+TaskName = Annotated[str, Field(min_length=1, max_length=MAX_TASK_NAME_LENGTH, pattern=_NAME)]
+Metadata = Annotated[
+    dict[AttrKey, Any],
+    Field(max_length=MAX_METADATA_KEYS, description="free JSON, at most 64 KiB"),
+    json_document(MAX_METADATA_BYTES),
+]
+Task = Annotated[
+    dict[str, Any],
+    Field(description="free JSON for the workers, at most 64 KiB; 'name' is required"),
+    json_document(MAX_TASK_BYTES),
+]
+_TASK_NAME: TypeAdapter[str] = TypeAdapter(TaskName)
 
 
 def _minimize() -> list[Direction]:
@@ -26,25 +66,31 @@ class StudyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: StudyName
-    directions: list[Direction] = Field(default_factory=_minimize, min_length=1, max_length=16)
-    metric_names: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = None
+    directions: list[Direction] = Field(
+        default_factory=_minimize, min_length=1, max_length=MAX_OBJECTIVES
+    )
+    metric_names: list[MetricName] | None = Field(default=None, max_length=MAX_OBJECTIVES)
     search_space: SearchSpace
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    task: dict[str, Any] | None = None
-    max_trials: int | None = Field(default=None, ge=1, le=10_000_000)
-    max_parallel: int | None = Field(default=None, ge=1, le=100_000)
-    max_retries: int = Field(default=2, ge=0, le=100)
-    lease_seconds: int = Field(default=120, ge=1, le=7 * 24 * 3600)
-    metadata: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    task: Task | None = None
+    max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
+    max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    max_retries: int = Field(default=2, ge=0, le=MAX_RETRIES)
+    lease_seconds: int = Field(default=120, ge=1, le=MAX_LEASE_SECONDS)
+    metadata: Metadata = Field(default_factory=dict)
 
     @field_validator("task")
     @classmethod
     def _task_has_name(cls, task: dict[str, Any] | None) -> dict[str, Any] | None:
         if task is not None:
-            name = task.get("name")
-            if not isinstance(name, str) or not 1 <= len(name) <= 256:
-                raise ValueError("task.name must be a string of 1 to 256 characters")
+            try:
+                _TASK_NAME.validate_python(task.get("name"), strict=True)
+            except ValidationError:
+                raise ValueError(
+                    f"task.name must be a string of 1 to {MAX_TASK_NAME_LENGTH} characters"
+                    " without control characters"
+                ) from None
         return task
 
     @model_validator(mode="after")
@@ -63,9 +109,9 @@ class StudyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: StoredState | None = None
-    max_trials: int | None = Field(default=None, ge=1, le=10_000_000)
-    max_parallel: int | None = Field(default=None, ge=1, le=100_000)
-    metadata: dict[str, Any] | None = Field(default=None, max_length=100)
+    max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
+    max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    metadata: Metadata | None = None
 
 
 class TrialCounts(BaseModel):
@@ -79,6 +125,7 @@ class TrialCounts(BaseModel):
 class StudyOut(BaseModel):
     id: int
     name: str
+    team: str = Field(description="the team that owns the study")
     state: StudyStateName
     directions: list[Direction]
     metric_names: list[str] | None

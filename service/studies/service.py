@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -11,12 +12,15 @@ from service import idempotency
 from service.checkpoints.store import CheckpointStore
 from service.errors import DuplicateName, NotFound, SpecError
 from service.idempotency import IdempotencyKey, KeyRace
-from service.pagination import DEFAULT_LIMIT, Page, decode_cursor, encode_cursor
+from service.ids import ResourceId
+from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
 from service.sampling.registry import StudyViews
 from service.sampling.view import StudyDefinition
 from service.spec import PrunerSpec, SamplerSpec, check_study, grid_point_count, parse_search_space
 from service.studies import repository as repo
 from service.studies.schemas import StudyCreate, StudyOut, StudyPatch, TrialCounts
+
+_STUDY_KEY: TypeAdapter[int] = TypeAdapter(ResourceId)
 
 
 class StudyService:
@@ -27,10 +31,14 @@ class StudyService:
         self._views = views
         self._checkpoints = checkpoints
 
-    def create(self, body: StudyCreate, idem: IdempotencyKey | None = None) -> StudyOut:
-        """Validate the whole specification (a dry run of its sampler and pruner), then store it.
+    def create(
+        self, body: StudyCreate, idem: IdempotencyKey | None = None, team_id: int | None = None
+    ) -> StudyOut:
+        """Validate the whole specification (a dry run of its sampler and pruner), then store it
+        as a study of the team (of the ``default`` team for None).
 
-        409 ``duplicate_name`` if a study (the service's or a plain Optuna one) has the name.
+        409 ``duplicate_name`` if a study (the service's or a plain Optuna one) has the name:
+        names are unique across the whole database, as Optuna's are.
         """
         max_trials = self._budget(body)
         check_study(body.sampler, body.pruner, body.search_space, body.directions, max_trials)
@@ -46,6 +54,7 @@ class StudyService:
                     return StudyOut.model_validate(stored.body)
                 study_id = repo.insert_study(
                     conn,
+                    team_id=repo.default_team_id(conn) if team_id is None else team_id,
                     name=body.name,
                     directions=body.directions,
                     metric_names=body.metric_names,
@@ -94,20 +103,29 @@ class StudyService:
             raise NotFound(f"study {study_id} does not exist")
         return to_study_out(row)
 
-    def get_by_name(self, name: str) -> StudyOut:
+    def get_by_name(self, name: str, team_id: int | None = None) -> StudyOut:
+        """The study of that name in the team (in any team for None)."""
         with self._engine.connect() as conn:
-            row = repo.get_study_by_name(conn, name)
+            row = repo.get_study_by_name(conn, name, team_id)
         if row is None:
             raise NotFound(f"no study named {name!r}")
         return to_study_out(row)
 
     def list(
-        self, *, state: str | None, cursor: str | None, limit: int = DEFAULT_LIMIT
+        self,
+        *,
+        state: str | None,
+        cursor: str | None,
+        limit: int = DEFAULT_LIMIT,
+        team_id: int | None = None,
     ) -> Page[StudyOut]:
+        """The team's studies (every team's for None)."""
         kind = f"studies:{state or ''}"
-        after = decode_cursor(cursor, kind)
+        after = decode_key(cursor, kind, _STUDY_KEY)
         with self._engine.connect() as conn:
-            rows = repo.list_studies(conn, state=state, after_id=after, limit=limit + 1)
+            rows = repo.list_studies(
+                conn, team_id=team_id, state=state, after_id=after, limit=limit + 1
+            )
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(kind, rows[-1].study_id) if more else None
@@ -149,6 +167,7 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
     return StudyOut(
         id=row.study_id,
         name=row.name,
+        team=row.team,
         state=row.state,
         directions=row.directions,
         metric_names=row.metric_names,

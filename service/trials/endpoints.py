@@ -15,10 +15,18 @@ from service.api.deps import (
     IdempotencyHeader,
     LeasesDep,
     SettingsDep,
+    StudyManager,
+    StudyReader,
+    StudyRunner,
+    TeamRunner,
     TrialQueriesDep,
+    TrialReader,
+    TrialRunner,
     WorkSignalDep,
     idempotency_key,
 )
+from service.api.errors import error_responses
+from service.api.params import Cursor, StudyId, TrialId
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from service.trials.handout import HandOut
 from service.trials.schemas import (
@@ -45,6 +53,8 @@ _HANDOUT_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"model": LeasedTrialOut, "description": "a trial under a lease"},
     204: {"description": f"no trial now; the {NO_TRIAL_HEADER} header says why when known"},
 }
+# A lease call: an unknown trial, or a token that holds no lease on it (or a finished trial).
+_LEASE_ERRORS = error_responses(400, 404, 409)
 
 
 def _handout_response(result: HandOut) -> Response:
@@ -54,25 +64,30 @@ def _handout_response(result: HandOut) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=headers)
 
 
-@router.post("/studies/{study_id}/trials", responses=_HANDOUT_RESPONSES)
+@router.post(
+    "/studies/{study_id}/trials",
+    responses={**_HANDOUT_RESPONSES, **error_responses(400, 404, 409)},
+)
 def ask(
-    study_id: int,
+    study_id: StudyId,
     body: AskIn,
     handout: HandoutDep,
+    caller: StudyRunner,
     request: Request,
     key: IdempotencyHeader = None,
 ) -> Response:
     """Ask for the study's next trial (a queued one first, else a new sample)."""
-    idem = idempotency_key(request, key, body.model_dump(mode="json"))
+    idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
     return _handout_response(handout.ask(study_id, body.worker_id, idem))
 
 
-@router.post("/trials/claim", responses=_HANDOUT_RESPONSES)
+@router.post("/trials/claim", responses={**_HANDOUT_RESPONSES, **error_responses(400, 409)})
 async def claim(
     body: ClaimIn,
     handout: HandoutDep,
     signal: WorkSignalDep,
     settings: SettingsDep,
+    caller: TeamRunner,
     request: Request,
     key: IdempotencyHeader = None,
 ) -> Response:
@@ -81,7 +96,7 @@ async def claim(
     With ``wait_seconds`` the request waits (long poll) until a trial is available; a trial
     finishing, a study created or resumed anywhere wakes it at once.
     """
-    idem = idempotency_key(request, key, body.model_dump(mode="json"))
+    idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait_seconds, settings.claim_max_wait_s)
     first = True
@@ -96,6 +111,7 @@ async def claim(
                     body.tasks,
                     idem,
                     maybe_replay=first,
+                    team_id=caller.team_id,
                 )
             )
             first = False
@@ -107,8 +123,12 @@ async def claim(
             signal.forget(woken)
 
 
-@router.post("/studies/{study_id}/trials/enqueue", status_code=status.HTTP_201_CREATED)
-def enqueue(study_id: int, body: EnqueueIn, handout: HandoutDep) -> TrialOut:
+@router.post(
+    "/studies/{study_id}/trials/enqueue",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 404, 409),
+)
+def enqueue(study_id: StudyId, body: EnqueueIn, handout: HandoutDep, _: StudyManager) -> TrialOut:
     """Queue a configuration (some or all parameters) to run before new samples."""
     return handout.enqueue(study_id, body.params, body.user_attrs)
 
@@ -119,28 +139,32 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
-@router.post("/trials/{trial_id}/heartbeat", response_model=HeartbeatOut)
-def heartbeat(trial_id: int, body: LeaseIn, leases: LeasesDep) -> Response:
+@router.post("/trials/{trial_id}/heartbeat", response_model=HeartbeatOut, responses=_LEASE_ERRORS)
+def heartbeat(trial_id: TrialId, body: LeaseIn, leases: LeasesDep, _: TrialRunner) -> Response:
     expires_at, should_stop = leases.heartbeat(trial_id, body.lease_token)
     return _json(HeartbeatOut(expires_at=expires_at, should_stop=should_stop))
 
 
-@router.post("/trials/{trial_id}/report", response_model=ReportOut)
-def report(trial_id: int, body: ReportIn, leases: LeasesDep) -> Response:
+@router.post("/trials/{trial_id}/report", response_model=ReportOut, responses=_LEASE_ERRORS)
+def report(trial_id: TrialId, body: ReportIn, leases: LeasesDep, _: TrialRunner) -> Response:
     """An intermediate value at ``step``; the study's pruner answers ``should_prune``."""
     prune, stop = leases.report(trial_id, body.lease_token, body.step, body.value)
     return _json(ReportOut(should_prune=prune, should_stop=stop))
 
 
-@router.post("/trials/{trial_id}/attrs", status_code=status.HTTP_204_NO_CONTENT)
-def set_attrs(trial_id: int, body: AttrsIn, leases: LeasesDep) -> Response:
+@router.post(
+    "/trials/{trial_id}/attrs", status_code=status.HTTP_204_NO_CONTENT, responses=_LEASE_ERRORS
+)
+def set_attrs(trial_id: TrialId, body: AttrsIn, leases: LeasesDep, _: TrialRunner) -> Response:
     """Set user attributes of a running trial (they are also accepted by complete)."""
     leases.set_attrs(trial_id, body.lease_token, body.user_attrs)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/trials/{trial_id}/complete", response_model=CompleteOut)
-def complete(trial_id: int, body: CompleteIn, leases: LeasesDep, handout: HandoutDep) -> Response:
+@router.post("/trials/{trial_id}/complete", response_model=CompleteOut, responses=_LEASE_ERRORS)
+def complete(
+    trial_id: TrialId, body: CompleteIn, leases: LeasesDep, handout: HandoutDep, _: TrialRunner
+) -> Response:
     """Finish the trial: complete with values, pruned, or failed with a reason.
 
     Repeating the call with the same token returns the same result. With ``next``, the answer
@@ -156,25 +180,28 @@ def complete(trial_id: int, body: CompleteIn, leases: LeasesDep, handout: Handou
     return _json(out)
 
 
-@router.post("/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT)
-def release(trial_id: int, body: LeaseIn, leases: LeasesDep) -> Response:
+@router.post(
+    "/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT, responses=_LEASE_ERRORS
+)
+def release(trial_id: TrialId, body: LeaseIn, leases: LeasesDep, _: TrialRunner) -> Response:
     """Give the lease back (worker shutting down): the trial is queued again as it is."""
     leases.release(trial_id, body.lease_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/trials/{trial_id}")
-def get_trial(trial_id: int, trials: TrialQueriesDep) -> TrialOut:
+@router.get("/trials/{trial_id}", responses=error_responses(404))
+def get_trial(trial_id: TrialId, trials: TrialQueriesDep, _: TrialReader) -> TrialOut:
     return trials.get(trial_id)
 
 
-@router.get("/studies/{study_id}/trials")
+@router.get("/studies/{study_id}/trials", responses=error_responses(400, 404))
 def list_trials(
-    study_id: int,
+    study_id: StudyId,
     trials: TrialQueriesDep,
+    _: StudyReader,
     state: Annotated[list[TrialStateName] | None, Query()] = None,
     sort: Literal["number", "-number", "value", "-value"] = "number",
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     include_intermediate: bool = False,
 ) -> Page[TrialOut]:
@@ -189,7 +216,7 @@ def list_trials(
     )
 
 
-@router.get("/studies/{study_id}/best")
-def best(study_id: int, trials: TrialQueriesDep) -> BestOut:
+@router.get("/studies/{study_id}/best", responses=error_responses(404))
+def best(study_id: StudyId, trials: TrialQueriesDep, _: StudyReader) -> BestOut:
     """The best complete trial, or the Pareto front of a multi-objective study."""
     return trials.best(study_id)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine
 from service import idempotency
 from service.errors import NotFound, StateConflict
 from service.idempotency import IdempotencyKey, KeyRace
+from service.observability.metrics import count_claim
 from service.sampling import repository as view_repo
 from service.sampling.registry import StudyViews
 from service.sampling.rows import decode_attrs
@@ -64,7 +65,7 @@ class HandoutService:
         self._engine = engine
         self._views = views
         self._index = index
-        self._worker_seen: dict[str, float] = {}  # worker id → when hpo_workers was updated
+        self._worker_seen: dict[tuple[str, int | None, int | None], float] = {}  # → last touch
 
     def ask(
         self,
@@ -102,16 +103,20 @@ class HandoutService:
         idem: IdempotencyKey | None = None,
         *,
         maybe_replay: bool = True,
+        team_id: int | None = None,
     ) -> HandOut:
-        """One attempt to lease a trial from any eligible study, least recently served first.
+        """One attempt to lease a trial from any eligible study of the team (of any team for
+        None), least recently served first.
 
         A long poll calls this repeatedly; only its first attempt can find a stored answer.
         """
-        return self._idempotent(
+        result = self._idempotent(
             idem if maybe_replay else None,
-            lambda: self._claim_once(worker_id, study_ids, tasks, idem),
+            lambda: self._claim_once(worker_id, study_ids, tasks, idem, team_id),
             idem,
         )
+        count_claim(result.trial is not None)
+        return result
 
     def enqueue(
         self, study_id: int, params: Mapping[str, Any], user_attrs: Mapping[str, Any]
@@ -142,10 +147,11 @@ class HandoutService:
         study_ids: Sequence[int] | None,
         tasks: Sequence[str] | None,
         idem: IdempotencyKey | None,
+        team_id: int | None,
     ) -> HandOut:
         with self._engine.begin() as conn:
-            candidates = repo.claim_candidates(conn, study_ids, tasks, _CLAIM_CANDIDATES)
-            self._touch_worker(conn, worker_id, tasks)
+            candidates = repo.claim_candidates(conn, study_ids, tasks, _CLAIM_CANDIDATES, team_id)
+            self._touch_worker(conn, worker_id, tasks, team_id=team_id)
         for study_id in candidates:
             try:
                 return HandOut(self._hand_out(study_id, worker_id, idem))
@@ -194,7 +200,7 @@ class HandoutService:
                 leased = self._lease_new(conn, view, state, token, worker_id)
             else:
                 leased = self._lease_queued(conn, view, handout, state, token, worker_id)
-            self._touch_worker(conn, worker_id, None)
+            self._touch_worker(conn, worker_id, None, study_id=study_id)
             out = LeasedTrialOut(
                 id=leased.trial_id,
                 study_id=study_id,
@@ -279,13 +285,23 @@ class HandoutService:
         params = {**before, **new_params}
         return _Leased(queued.trial_id, queued.number, queued.attempt, queued.expires_at, params)
 
-    def _touch_worker(self, conn: Connection, worker_id: str, tasks: Sequence[str] | None) -> None:
-        """Record that a worker asked; at most once per worker and interval per process."""
+    def _touch_worker(
+        self,
+        conn: Connection,
+        worker_id: str,
+        tasks: Sequence[str] | None,
+        *,
+        team_id: int | None = None,
+        study_id: int | None = None,
+    ) -> None:
+        """Record that a worker asked (for the team, or the study's team); at most once per
+        worker, team or study, and interval per process."""
         now = time.monotonic()
-        if now - self._worker_seen.get(worker_id, -_WORKER_TOUCH_S) < _WORKER_TOUCH_S:
+        seen = (worker_id, team_id, study_id)
+        if now - self._worker_seen.get(seen, -_WORKER_TOUCH_S) < _WORKER_TOUCH_S:
             return
-        repo.touch_worker(conn, worker_id, tasks)
-        self._worker_seen[worker_id] = now
+        repo.touch_worker(conn, worker_id, tasks, team_id=team_id, study_id=study_id)
+        self._worker_seen[seen] = now
         if len(self._worker_seen) > 100_000:
             self._worker_seen.clear()
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine
 
 from service.errors import NotFound
-from service.pagination import DEFAULT_LIMIT, Page, decode_cursor, encode_cursor
+from service.ids import TrialNumber
+from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
 from service.studies.repository import OPTUNA_STATE
 from service.trials import repository as repo
 from service.trials.pareto import pareto_front_mask
 from service.trials.read_model import to_trial_out
 from service.trials.schemas import BestOut, TrialOut
+
+# The key of the last trial of a page: its number, or its first value and number.
+_NUMBER_KEY: TypeAdapter[Any] = TypeAdapter(TrialNumber)
+_VALUE_KEY: TypeAdapter[Any] = TypeAdapter(tuple[float | None, TrialNumber])
 
 
 class TrialQueries:
@@ -39,7 +45,9 @@ class TrialQueries:
     ) -> Page[TrialOut]:
         """A page of the study's trials; the cursor is bound to the sort and the filter."""
         kind = f"trials:{study_id}:{sort}:{','.join(sorted(states or []))}"
-        after = decode_cursor(cursor, kind)
+        after = decode_key(
+            cursor, kind, _NUMBER_KEY if sort.lstrip("-") == "number" else _VALUE_KEY
+        )
         with self._engine.connect() as conn:
             _require_study(conn, study_id)
             rows = repo.list_trials(

@@ -8,9 +8,33 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.documents import AttrKey, json_document
+from service.ids import ResourceId
+from service.spec import MAX_PARAMS
+from service.studies.schemas import MAX_OBJECTIVES, TaskName
+
+MAX_WORKER_ID_LENGTH = 256  # hpo_trials.worker_id, hpo_workers.worker_id
+MAX_TOKEN_LENGTH = 64  # hpo_trials.lease_token
+MAX_CLAIM_STUDIES = 1000
+MAX_CLAIM_TASKS = 100
+MAX_WAIT_SECONDS = 60
+MAX_USER_ATTRS = 100
+MAX_USER_ATTRS_BYTES = 64 * 1024
+MAX_REASON_LENGTH = 2000
+MAX_STEP = 2**31 - 1  # trial_intermediate_values.step
+
 TrialStateName = Literal["waiting", "running", "complete", "pruned", "failed"]
-WorkerId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Token = Annotated[str, Field(min_length=1, max_length=64)]
+WorkerId = Annotated[
+    str, Field(min_length=1, max_length=MAX_WORKER_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Token = Annotated[
+    str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+UserAttrs = Annotated[
+    dict[AttrKey, Any],
+    Field(max_length=MAX_USER_ATTRS, description="free JSON values, at most 64 KiB in all"),
+    json_document(MAX_USER_ATTRS_BYTES),
+]
 
 
 class _In(BaseModel):
@@ -23,16 +47,18 @@ class AskIn(_In):
 
 class ClaimIn(_In):
     worker_id: WorkerId
-    study_ids: list[int] | None = Field(default=None, max_length=1000)
-    tasks: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
-        default=None, max_length=100
+    study_ids: list[ResourceId] | None = Field(default=None, max_length=MAX_CLAIM_STUDIES)
+    tasks: list[TaskName] | None = Field(default=None, max_length=MAX_CLAIM_TASKS)
+    wait_seconds: float = Field(
+        default=0.0, ge=0, le=MAX_WAIT_SECONDS, description="long poll, at most 60 s"
     )
-    wait_seconds: float = Field(default=0.0, ge=0, le=60, description="long poll, at most 60 s")
 
 
 class EnqueueIn(_In):
-    params: dict[str, Any] = Field(description="values of some or all parameters")
-    user_attrs: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        max_length=MAX_PARAMS, description="values of some or all parameters"
+    )
+    user_attrs: UserAttrs = Field(default_factory=dict)
 
 
 class LeaseIn(_In):
@@ -40,12 +66,12 @@ class LeaseIn(_In):
 
 
 class ReportIn(LeaseIn):
-    step: int = Field(ge=0, le=2**31 - 1)
+    step: int = Field(ge=0, le=MAX_STEP)
     value: float
 
 
 class AttrsIn(LeaseIn):
-    user_attrs: dict[str, Any] = Field(min_length=1, max_length=100)
+    user_attrs: UserAttrs = Field(min_length=1)
 
 
 class CompleteIn(LeaseIn):
@@ -53,9 +79,9 @@ class CompleteIn(LeaseIn):
     ``{"state": "failed", "reason": "..."}`` fails."""
 
     state: Literal["complete", "pruned", "failed"] = "complete"
-    values: list[float] | None = Field(default=None, min_length=1, max_length=16)
-    reason: str | None = Field(default=None, max_length=2000)
-    user_attrs: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    values: list[float] | None = Field(default=None, min_length=1, max_length=MAX_OBJECTIVES)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH, pattern=r"^[^\x00]*$")
+    user_attrs: UserAttrs = Field(default_factory=dict)
     next: AskIn | None = Field(
         default=None,
         description="also ask the same study for the next trial for this worker (saves a round"

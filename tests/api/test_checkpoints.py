@@ -71,7 +71,7 @@ def _harness(
 ) -> Iterator[Harness]:
     directory = tmp_path / "checkpoints" if store == "files" else None
     app = create_app(server_settings(db, tmp_path, checkpoint_dir=directory, **overrides))
-    with TestClient(app) as client:
+    with TestClient(app, headers=db.auth_headers) as client:
         yield Harness(app, client, engine, directory)
 
 

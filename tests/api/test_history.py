@@ -426,7 +426,7 @@ def test_importance_per_objective(client: TestClient) -> None:
 def background_client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
     """Importances of studies above two complete trials are computed in the background."""
     app = create_app(server_settings(db, tmp_path, importance_sync_max_trials=2))
-    with TestClient(app) as c:
+    with TestClient(app, headers=db.auth_headers) as c:
         yield c
 
 

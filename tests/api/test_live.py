@@ -113,13 +113,13 @@ def _position(event_id: str) -> tuple[int, int]:
 
 @pytest.fixture
 def server(db: ScratchDatabase) -> Iterator[ServerProcess]:
-    with ServerProcess(db.url_string, env=SERVER_ENV) as srv:
+    with ServerProcess(db.url_string, env=SERVER_ENV, token=db.token) as srv:
         yield srv
 
 
 @pytest.fixture
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url + API, timeout=30) as client:
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as client:
         yield client
 
 
@@ -147,7 +147,7 @@ def test_live_events_then_exactly_the_missed_ones_after_reconnecting(
 ) -> None:
     sid = _study(http, "live")
     url = f"{server.url}{API}/studies/{sid}/events"
-    first = EventReader(url)
+    first = EventReader(url, server.headers)
     try:
         opening = first.next()
         assert opening is not None and opening["data"] is None and opening["id"]
@@ -181,7 +181,7 @@ def test_live_events_then_exactly_the_missed_ones_after_reconnecting(
     _finish(http, missed_trial, state="pruned")
     assert http.patch(f"/studies/{sid}", json={"max_trials": 99}).status_code == 200
 
-    resumed = EventReader(url, headers={"Last-Event-ID": live[-1]["id"]})
+    resumed = EventReader(url, {**server.headers, "Last-Event-ID": live[-1]["id"]})
     try:
         missed = resumed.events(3, timeout=5)
         assert [e["event"] for e in missed] == ["trial_started", "trial_finished", "study_updated"]
@@ -195,7 +195,7 @@ def test_live_events_then_exactly_the_missed_ones_after_reconnecting(
     finally:
         resumed.close()
 
-    by_query = EventReader(url, last_event_id=live[-1]["id"])
+    by_query = EventReader(url, server.headers, last_event_id=live[-1]["id"])
     try:
         again = by_query.events(4, timeout=5)
         assert [e["id"] for e in again] == [e["id"] for e in [*missed, after]]
@@ -208,7 +208,7 @@ def test_a_new_stream_starts_with_what_happens_next(
 ) -> None:
     sid = _study(http, "fresh")
     _finish(http, _ask(http, sid), values=[1.0])  # before connecting: not delivered
-    reader = EventReader(f"{server.url}{API}/studies/{sid}/events")
+    reader = EventReader(f"{server.url}{API}/studies/{sid}/events", server.headers)
     try:
         trial = _ask(http, sid)
         (first,) = reader.events(1, timeout=5)
@@ -219,7 +219,7 @@ def test_a_new_stream_starts_with_what_happens_next(
 
 def test_heartbeats_keep_an_idle_stream_open(server: ServerProcess, http: httpx.Client) -> None:
     sid = _study(http, "quiet")
-    reader = EventReader(f"{server.url}{API}/studies/{sid}/events")
+    reader = EventReader(f"{server.url}{API}/studies/{sid}/events", server.headers)
     try:
         deadline = time.monotonic() + 5
         while True:
@@ -235,7 +235,7 @@ def test_the_server_stops_promptly_with_open_streams(
     server: ServerProcess, http: httpx.Client
 ) -> None:
     sid = _study(http, "shutdown")
-    reader = EventReader(f"{server.url}{API}/studies/{sid}/events")
+    reader = EventReader(f"{server.url}{API}/studies/{sid}/events", server.headers)
     try:
         assert reader.next() is not None  # the opening message
         started = time.monotonic()

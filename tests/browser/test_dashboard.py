@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import API, study_body
-from tests.support import ScratchDatabase, ServerProcess
+from tests.support import ScratchDatabase, ServerProcess, issue_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,8 +56,21 @@ def page(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def server(db: ScratchDatabase) -> Iterator[ServerProcess]:
-    with ServerProcess(db.url_string) as srv:
+    with ServerProcess(db.url_string, token=db.token) as srv:
         yield srv
+
+
+@pytest.fixture
+def read_token(db: ScratchDatabase) -> str:
+    """Dashboards sign in with a read-only token of the session's team."""
+    return issue_token(db.url, "tests", "read")
+
+
+def _sign_in(page: Any, token: str) -> None:
+    """Answer the dashboard's token prompt (shown on its first 401)."""
+    page.wait_for_selector(".modal input[type=password]", timeout=10_000)
+    page.fill(".modal input[type=password]", token)
+    page.click(".modal button[type=submit]")
 
 
 def _ask(http: httpx.Client, sid: int, worker: str = "w-1") -> dict[str, Any]:
@@ -83,11 +96,11 @@ HISTORY_POINTS = "(n) => { const d = document.getElementById('history-plot'); \
 
 
 def test_study_page_draws_every_finished_trial_and_updates_live(
-    server: ServerProcess, page: Any
+    server: ServerProcess, page: Any, read_token: str
 ) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    with httpx.Client(base_url=server.url + API, timeout=30) as http:
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as http:
         sid = http.post("/studies", json=study_body("browser-study", **QUIET)).json()["id"]
         values = [0.9, 0.4, 0.7, 0.3, 0.5, 0.35]
         for value in values:
@@ -99,6 +112,7 @@ def test_study_page_draws_every_finished_trial_and_updates_live(
         _report(http, running, 0, 2.0)
 
         page.goto(f"{server.url}/dashboard/studies/{sid}")
+        _sign_in(page, read_token)
         page.wait_for_function(HISTORY_POINTS, arg=len(values), timeout=20_000)
         objective, best = page.evaluate(PLOT_DATA, "history-plot")[:2]
         assert objective["x"] == list(range(len(values)))  # one point per finished trial
@@ -132,11 +146,11 @@ def test_study_page_draws_every_finished_trial_and_updates_live(
 
 
 def test_pruned_trials_look_different_and_the_studies_list_refreshes(
-    server: ServerProcess, page: Any
+    server: ServerProcess, page: Any, read_token: str
 ) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    with httpx.Client(base_url=server.url + API, timeout=30) as http:
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as http:
         sid = http.post("/studies", json=study_body("curves", **QUIET)).json()["id"]
         for i in range(4):
             trial = _ask(http, sid)
@@ -148,6 +162,7 @@ def test_pruned_trials_look_different_and_the_studies_list_refreshes(
                 _finish(http, trial, state="pruned")
 
         page.goto(f"{server.url}/")  # redirects to the studies list
+        _sign_in(page, read_token)  # kept in local storage for the next pages
         page.wait_for_selector("#studies tbody tr.row >> text=curves", timeout=10_000)
         assert page.url.endswith("/dashboard")
         other = http.post("/studies", json=study_body("appears-later", **QUIET)).json()["id"]

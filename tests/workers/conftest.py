@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ScratchDatabase, ServerProcess
+from tests.support import ScratchDatabase, ServerProcess, issue_token
 
 API = "/api/v1"
 
 
 @pytest.fixture
 def server(db: ScratchDatabase) -> Iterator[ServerProcess]:
-    with ServerProcess(db.url_string) as s:
+    with ServerProcess(db.url_string, token=db.token) as s:
         yield s
 
 
@@ -76,8 +76,11 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def start_worker(server: ServerProcess, tmp_path: Path) -> Iterator[StartWorker]:
+def start_worker(
+    server: ServerProcess, db: ScratchDatabase, tmp_path: Path
+) -> Iterator[StartWorker]:
     started: list[WorkerProcess] = []
+    worker_token = issue_token(db.url, "tests", "worker")  # workers run with the worker role
 
     def start(*args: str, name: str | None = None, test_tasks: bool = False) -> WorkerProcess:
         name = name or f"w{len(started)}"
@@ -86,6 +89,7 @@ def start_worker(server: ServerProcess, tmp_path: Path) -> Iterator[StartWorker]
             "HPO_TORCH_THREADS": "1",
             "HPO_API_RETRY_S": "20",
             "HPO_ENABLE_TEST_TASKS": "1" if test_tasks else "0",
+            "HPO_API_TOKEN": worker_token,
         }
         log = tmp_path / f"{name}-{len(started)}.log"
         worker = WorkerProcess(server.url, log, ["--name", name, *args], env)
@@ -108,13 +112,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def create_study(server: ServerProcess, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{server.url}{API}/studies", json=body)
+    response = httpx.post(f"{server.url}{API}/studies", json=body, headers=server.headers)
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
 def get(server: ServerProcess, path: str) -> Any:
-    response = httpx.get(f"{server.url}{API}{path}", timeout=10)
+    response = httpx.get(f"{server.url}{API}{path}", timeout=10, headers=server.headers)
     assert response.status_code == 200, response.text
     return response.json()
 

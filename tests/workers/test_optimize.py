@@ -32,7 +32,7 @@ def test_optimize_finds_the_minimum_and_prunes(server: ServerProcess) -> None:
         trial.set_user_attr("x_seen", x)
         return (x - 1.0) ** 2
 
-    with HPOClient(server.url) as client:
+    with HPOClient(server.url, token=server.token) as client:
         finished = optimize(client, study["name"], objective, n_trials=40)
     assert len(finished) == 25  # stopped at the study's budget, not at n_trials
     trials = trials_of(server, study["id"])
@@ -50,10 +50,13 @@ def test_a_failing_objective_fails_its_trial(server: ServerProcess) -> None:
     def objective(trial: ClientTrial) -> float:
         raise ValueError("diverged")
 
-    with HPOClient(server.url) as client, pytest.raises(ValueError, match="diverged"):
+    with (
+        HPOClient(server.url, token=server.token) as client,
+        pytest.raises(ValueError, match="diverged"),
+    ):
         optimize(client, study["id"], objective, n_trials=3)
     failed = trials_of(server, study["id"])[0]
     assert failed["state"] == "failed" and "diverged" in failed["fail_reason"]
-    with HPOClient(server.url) as client:
+    with HPOClient(server.url, token=server.token) as client:
         done = optimize(client, study["id"], objective, n_trials=2, catch=(ValueError,))
     assert [d["state"] for d in done] == ["failed", "failed"]

@@ -85,7 +85,9 @@ def test_a_bad_curve_is_pruned_and_stops_training(
     bad = {"lr": 0.001, "n_layers": 1, "batch_size": 128}
     for params in (good, good, bad):
         queued = httpx.post(
-            f"{server.url}/api/v1/studies/{study['id']}/trials/enqueue", json={"params": params}
+            f"{server.url}/api/v1/studies/{study['id']}/trials/enqueue",
+            json={"params": params},
+            headers=server.headers,
         )
         assert queued.status_code == 201, queued.text
     start_worker()
@@ -141,7 +143,9 @@ def test_sigterm_checkpoints_hands_back_and_exits_0(
     assert first.wait(30) == 0
     waiting = trials_of(server, study["id"])[0]
     assert waiting["state"] == "waiting" and waiting["attempt"] == 1
-    meta = httpx.get(f"{server.url}/api/v1/trials/{waiting['id']}/checkpoint/meta")
+    meta = httpx.get(
+        f"{server.url}/api/v1/trials/{waiting['id']}/checkpoint/meta", headers=server.headers
+    )
     assert (
         meta.status_code == 200 and meta.json()["step"] == len(waiting["intermediate_values"]) - 1
     )

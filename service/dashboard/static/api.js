@@ -11,7 +11,7 @@ function authHeaders() {
 
 let tokenPrompt = null;
 
-// Ask once for the API token (when the server was started with HPO_API_TOKEN).
+// Ask once for an API token of the team (a read token is enough) when the server answers 401.
 function askToken() {
   if (tokenPrompt) return tokenPrompt;
   tokenPrompt = new Promise((resolve) => {

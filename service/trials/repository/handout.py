@@ -232,16 +232,34 @@ def count_unstarted_queued(conn: Connection, study_id: int) -> int:
     )
 
 
-def touch_worker(conn: Connection, worker_id: str, tasks: Sequence[str] | None) -> None:
+def touch_worker(
+    conn: Connection,
+    worker_id: str,
+    tasks: Sequence[str] | None,
+    *,
+    team_id: int | None = None,
+    study_id: int | None = None,
+) -> None:
+    """Record that a worker asked, as a worker of ``team_id``, else of the study's team, else
+    of the default team (auth off)."""
     conn.execute(
         text(
             """
-            INSERT INTO hpo_workers (worker_id, tasks) VALUES (:worker_id, CAST(:tasks AS jsonb))
-            ON CONFLICT (worker_id) DO UPDATE
+            INSERT INTO hpo_workers (team_id, worker_id, tasks)
+            VALUES (coalesce(CAST(:team_id AS int),
+                             (SELECT team_id FROM hpo_studies WHERE study_id = :study_id),
+                             (SELECT team_id FROM hpo_teams WHERE name = 'default')),
+                    :worker_id, CAST(:tasks AS jsonb))
+            ON CONFLICT (team_id, worker_id) DO UPDATE
                SET last_seen_at = now(), tasks = coalesce(EXCLUDED.tasks, hpo_workers.tasks)
             """
         ),
-        {"worker_id": worker_id, "tasks": None if tasks is None else json.dumps(list(tasks))},
+        {
+            "team_id": team_id,
+            "study_id": study_id,
+            "worker_id": worker_id,
+            "tasks": None if tasks is None else json.dumps(list(tasks)),
+        },
     )
 
 
@@ -249,6 +267,7 @@ _CANDIDATES = text(
     """
     SELECT s.study_id FROM hpo_studies s
      WHERE s.state = 'running'
+       AND (CAST(:team_id AS int) IS NULL OR s.team_id = :team_id)
        AND (CAST(:study_ids AS int[]) IS NULL OR s.study_id = ANY(CAST(:study_ids AS int[])))
        AND (CAST(:tasks AS text[]) IS NULL OR s.task_name = ANY(CAST(:tasks AS text[])))
        AND (s.max_trials IS NULL OR s.n_started < s.max_trials
@@ -265,12 +284,18 @@ _CANDIDATES = text(
 
 
 def claim_candidates(
-    conn: Connection, study_ids: Sequence[int] | None, tasks: Sequence[str] | None, limit: int
+    conn: Connection,
+    study_ids: Sequence[int] | None,
+    tasks: Sequence[str] | None,
+    limit: int,
+    team_id: int | None = None,
 ) -> list[int]:
-    """Running studies with something to hand out, least recently served first (fairness)."""
+    """Running studies of the team (of any team for None) with something to hand out, least
+    recently served first (fairness)."""
     rows = conn.execute(
         _CANDIDATES,
         {
+            "team_id": team_id,
             "study_ids": None if study_ids is None else list(study_ids),
             "tasks": None if tasks is None else list(tasks),
             "limit": limit,

@@ -1,0 +1,121 @@
+"""Tokens: create, list, revoke, and authenticate a request's token.
+
+Authentication costs no SQL on most requests: a recognised token is cached in the process for
+``cache_s`` seconds (and never past its expiry). So a token revoked through another server
+process stops working there within ``cache_s``; in the process that revoked it, at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from service.auth import repository as repo
+from service.auth import tokens
+from service.auth.principal import Principal
+from service.auth.roles import ROLES, Role
+from service.errors import InvalidInput, NotFound, Unauthorized
+
+_BAD_TOKEN = "the bearer token is unknown, revoked or expired"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: ``token`` is the secret, shown this once and never stored."""
+
+    info: repo.TokenRow
+    token: str
+
+
+class AuthService:
+    def __init__(self, engine: Engine, cache_s: float = 5.0) -> None:
+        self._engine = engine
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[Principal, float]] = {}  # hash → (caller, valid until)
+        self._lock = threading.Lock()
+
+    def authenticate(self, token: str) -> Principal:
+        """The caller behind ``token``; :class:`Unauthorized` if it is not a live token."""
+        if not token or len(token) > tokens.MAX_TOKEN_LENGTH:
+            raise Unauthorized(_BAD_TOKEN)
+        digest = tokens.token_hash(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with self._engine.connect() as conn:
+            owner = repo.live_token(conn, digest)
+        if owner is None:
+            raise Unauthorized(_BAD_TOKEN)
+        principal = Principal(owner.team_id, owner.team, _role(owner.role), owner.token_id)
+        valid_until = now + self._cache_s
+        if owner.expires_at is not None:
+            left = (owner.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
+            valid_until = min(valid_until, now + left)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (principal, valid_until)
+        return principal
+
+    def issue(
+        self,
+        team: str,
+        role: str,
+        *,
+        name: str | None = None,
+        expires_in: dt.timedelta | None = None,
+    ) -> IssuedToken:
+        """A new token for ``team`` (created if it does not exist) with ``role``."""
+        _check_team_name(team)
+        secret = tokens.new_token()
+        expires_at = None if expires_in is None else dt.datetime.now(dt.UTC) + expires_in
+        with self._engine.begin() as conn:
+            team_id = repo.ensure_team(conn, team)
+            info = repo.insert_token(
+                conn,
+                team_id=team_id,
+                role=_role(role),
+                name=name,
+                prefix=tokens.shown_prefix(secret),
+                token_hash=tokens.token_hash(secret),
+                expires_at=expires_at,
+            )
+        return IssuedToken(info, secret)
+
+    def list(self, team: str | None) -> list[repo.TokenRow]:
+        """Tokens of ``team`` (of every team for None)."""
+        with self._engine.connect() as conn:
+            team_id = None if team is None else repo.find_team(conn, team)
+            if team is not None and team_id is None:
+                raise NotFound(f"no team named {team!r}")
+            return repo.list_tokens(conn, team_id)
+
+    def revoke(self, token_id: int, team_id: int | None) -> repo.TokenRow:
+        """Revoke a token of the team (of any team for None). Idempotent."""
+        with self._engine.begin() as conn:
+            row = repo.revoke_token(conn, token_id, team_id)
+        if row is None:
+            raise NotFound(f"token {token_id} does not exist")
+        with self._lock:
+            self._cache.clear()
+        return row
+
+
+def _role(value: str) -> Role:
+    for role in ROLES:
+        if role == value:
+            return role
+    raise InvalidInput(f"unknown role {value!r}; roles are {', '.join(ROLES)}")
+
+
+def _check_team_name(team: str) -> None:
+    if not 1 <= len(team) <= 64 or not all(c.isalnum() or c in "-_." for c in team):
+        raise InvalidInput(
+            "a team name is 1 to 64 letters, digits, '-', '_' or '.'", {"team": team}
+        )
