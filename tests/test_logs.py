@@ -126,6 +126,7 @@ def test_an_unhandled_error_is_logged_with_the_request_id(
     _, response = _call_concurrently(chatty_app, ["/healthz", "/test/boom"])  # req-1
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["x-request-id"] == "req-1"  # echoed by the error handler
     lines = _lines(json_logs)
     before = next(line for line in lines if line["message"] == "about to fail")
     error = next(line for line in lines if line["logger"] == "service.api.errors")

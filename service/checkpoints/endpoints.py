@@ -89,7 +89,7 @@ async def put_checkpoint(
 
     Needs the trial's live lease; on any error nothing is stored and the trial is unchanged.
     """
-    data = await _read_body(request, checkpoints)
+    data = await request.body()  # capped at HPO_CHECKPOINT_MAX_BYTES by service.api.limits
     meta = await run_in_threadpool(checkpoints.put, trial_id, token, step, data)
     return CheckpointOut.of(meta)
 
@@ -114,19 +114,3 @@ def get_checkpoint_meta(
 ) -> CheckpointOut:
     """Step, size, sha256 and time of the trial's last checkpoint; no lease needed."""
     return CheckpointOut.of(checkpoints.meta(trial_id))
-
-
-async def _read_body(request: Request, checkpoints: CheckpointService) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed the limit: by its
-    Content-Length before reading, else while streaming it (chunked uploads)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > checkpoints.max_bytes:
-        raise checkpoints.too_large()
-    chunks: list[bytes] = []
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > checkpoints.max_bytes:
-            raise checkpoints.too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
