@@ -324,7 +324,7 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=3, help="reports per trial")
     parser.add_argument("--step-s", type=float, default=0.05, help="pause between calls")
     parser.add_argument("--study-trials", type=int, default=300, help="budget of each study")
-    parser.add_argument("--pool-size", type=int, default=10, help="server's HPO_POOL_SIZE")
+    parser.add_argument("--pool-size", type=int, default=20, help="server's HPO_POOL_SIZE")
     parser.add_argument("--max-overflow", type=int, default=20, help="HPO_MAX_OVERFLOW")
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()

@@ -32,7 +32,13 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
-    pool_size: int = Field(default=10, ge=1, le=200)
+    pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="kept-open database connections; below the thread pool's 40 concurrent"
+        " requests, so busy servers churn overflow connections when it is too small",
+    )
     max_overflow: int = Field(default=20, ge=0, le=500)
     reaper_interval_s: float = Field(default=2.0, gt=0, le=300)
     view_cache_size: int = Field(default=64, ge=1, description="studies kept warm per process")
