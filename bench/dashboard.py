@@ -329,7 +329,7 @@ def main() -> None:
         ):
             big = prefill(http, url.replace("+psycopg2", ""), args)
             results |= run_service(base, http, big, args.repeats)
-        results |= bench_optuna(url, "big", args.repeats)
+        results |= bench_optuna(url, "bench/big", args.repeats)  # Optuna: <team>/<name>
     print()
     report(results)
     if args.json:

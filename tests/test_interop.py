@@ -22,7 +22,10 @@ def _api_state(state: optuna.trial.TrialState) -> str:
 
 
 def test_load_study_sees_what_the_api_shows(client: TestClient, db: ScratchDatabase) -> None:
-    sid = create_study(client, name="interop", metric_names=["val_loss"])["id"]
+    created = create_study(client, name="interop", metric_names=["val_loss"])
+    sid = created["id"]
+    # Optuna's study names are unique across the database: the service prefixes the team's.
+    assert created["name"] == "interop" and created["optuna_study_name"] == "tests/interop"
     done = ask(client, sid)
     for step, value in enumerate([0.9, 0.6, 0.4]):
         report(client, done, step, value)
@@ -41,7 +44,7 @@ def test_load_study_sees_what_the_api_shows(client: TestClient, db: ScratchDatab
     ask(client, sid)  # running
     client.post(f"{API}/studies/{sid}/trials/enqueue", json={"params": {"lr": 0.001}})  # waiting
 
-    study = optuna.load_study(study_name="interop", storage=db.url_string)
+    study = optuna.load_study(study_name=created["optuna_study_name"], storage=db.url_string)
     api_trials = client.get(f"{API}/studies/{sid}/trials", params={"include_intermediate": True})
     by_number = {t["number"]: t for t in api_trials.json()["items"]}
     assert len(study.trials) == len(by_number) == 5
@@ -63,11 +66,12 @@ def test_load_study_sees_what_the_api_shows(client: TestClient, db: ScratchDatab
 
 def test_optuna_reads_a_service_study_like_its_own(client: TestClient, db: ScratchDatabase) -> None:
     """A plain Optuna client on the same database reads the history the service wrote."""
-    sid = create_study(client, name="shared")["id"]
+    created = create_study(client, name="shared")
+    sid = created["id"]
     trials = [ask(client, sid) for _ in range(2)]
     for trial, value in zip(trials, (0.5, 0.2), strict=True):
         complete(client, trial, value)
-    study = optuna.load_study(study_name="shared", storage=db.url_string)
+    study = optuna.load_study(study_name=created["optuna_study_name"], storage=db.url_string)
     assert [t.value for t in study.trials] == [0.5, 0.2]
     assert study.best_params == trials[1]["params"]
     assert study.best_trial.distributions["lr"] == optuna.distributions.FloatDistribution(

@@ -110,7 +110,7 @@ def test_optuna_and_service_version_tables_are_separate(test_db: ScratchDatabase
     assert ours == migrate.service_head()
 
 
-def test_studies_and_workers_made_before_teams_go_to_the_default_team(
+def test_studies_and_workers_made_before_teams_go_to_the_default_team_and_keep_names(
     empty_db: ScratchDatabase,
 ) -> None:
     url = empty_db.url
@@ -135,6 +135,8 @@ def test_studies_and_workers_made_before_teams_go_to_the_default_team(
         team_id = default.scalar_one()
         assert conn.execute(text("SELECT team_id FROM hpo_studies")).scalar_one() == team_id
         assert conn.execute(text("SELECT team_id FROM hpo_workers")).scalar_one() == team_id
+        # 0010: the API's name of a default-team study is its Optuna name
+        assert conn.execute(text("SELECT name FROM hpo_studies")).scalar_one() == "old"
     migrate.downgrade_service(url, "0008")  # and back, keeping the rows
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM hpo_studies")).scalar_one() == 1

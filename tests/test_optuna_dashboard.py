@@ -137,8 +137,8 @@ def test_optuna_dashboard_lists_the_studies_and_their_trials(
         listed = http.get("/api/studies")
         assert listed.status_code == 200, listed.text
         studies = {s["study_name"]: s for s in listed.json()["study_summaries"]}
-        assert studies["ecosystem"]["study_id"] == single
-        assert studies["ecosystem-mo"]["directions"] == ["minimize", "maximize"]
+        assert studies["tests/ecosystem"]["study_id"] == single  # <team>/<name> in Optuna
+        assert studies["tests/ecosystem-mo"]["directions"] == ["minimize", "maximize"]
 
         detail = http.get(f"/api/studies/{single}", params={"after": 0})
         assert detail.status_code == 200, detail.text
@@ -177,7 +177,7 @@ def test_optuna_visualizations_work_on_a_service_study(
     client: TestClient, db: ScratchDatabase
 ) -> None:
     _populate(client)
-    study = optuna.load_study(study_name="ecosystem", storage=db.url_string)
+    study = optuna.load_study(study_name="tests/ecosystem", storage=db.url_string)
     history = optuna.visualization.plot_optimization_history(study)
     objective = next(t for t in history.data if t.mode == "markers")
     assert list(objective.x) == [0, 1, 2] and list(objective.y) == [0.8, 0.5, 0.3]
@@ -186,6 +186,6 @@ def test_optuna_visualizations_work_on_a_service_study(
     curves = optuna.visualization.plot_intermediate_values(study)
     names = {trace.name for trace in curves.data}
     assert {"Trial0", "Trial1", "Trial2", "Trial3"} <= names  # the pruned trial 3 included
-    multi = optuna.load_study(study_name="ecosystem-mo", storage=db.url_string)
+    multi = optuna.load_study(study_name="tests/ecosystem-mo", storage=db.url_string)
     front = optuna.visualization.plot_pareto_front(multi)
     assert len(front.data) >= 1

@@ -215,7 +215,7 @@ def _report(
         "  [cyan]hpo token create --team local --role admin[/] makes another one.\n"
         "  Optuna reads the same database while [cyan]hpo serve[/] runs:\n"
         f"    optuna-dashboard '{where.db_url}'\n"
-        f"    optuna.load_study(study_name='{study['name']}', storage=<that URL>)\n"
+        f"    optuna.load_study(study_name='{study['optuna_study_name']}', storage=<that URL>)\n"
         f"[dim]database files: {where.data_dir}; this run's API: {where.api}[/]",
         soft_wrap=True,
     )

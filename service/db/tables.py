@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import BYTEA, JSON, JSONB
@@ -94,6 +95,9 @@ study_specs = Table(
         nullable=False,
         index=True,
     ),
+    # The name the API shows, unique per team; Optuna's studies.study_name is <team>/<name>
+    # (the default team: <name>), unique across the database.
+    Column("name", String(512), nullable=False),
     Column("state", String(16), nullable=False),
     # json, not jsonb: it keeps the user's key order (the order of the search space).
     Column("spec", JSON, nullable=False),
@@ -107,6 +111,7 @@ study_specs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     CheckConstraint("state IN ('running', 'paused', 'stopped')", name="state"),
+    UniqueConstraint("team_id", "name"),
     CheckConstraint("n_started >= 0", name="n_started"),
     Index("ix_hpo_studies_state_task_name", "state", "task_name"),
 )

@@ -30,6 +30,7 @@ API_STATE = {v: k for k, v in OPTUNA_STATE.items()}
 class StudyRow:
     study_id: int
     name: str
+    optuna_name: str
     team: str
     state: str
     spec: dict[str, Any]
@@ -50,7 +51,10 @@ class StudyRow:
 _INSERT = text(
     f"""
     WITH st AS (
-        INSERT INTO studies (study_name) VALUES (:name) RETURNING study_id
+        INSERT INTO studies (study_name)
+        SELECT CASE WHEN tm.name = 'default' THEN :name ELSE tm.name || '/' || :name END
+          FROM hpo_teams tm WHERE tm.team_id = :team_id
+        RETURNING study_id
     ), d AS (
         INSERT INTO study_directions (direction, study_id, objective)
         SELECT CAST(upper(x.direction) AS studydirection), st.study_id, x.ord - 1
@@ -64,9 +68,9 @@ _INSERT = text(
         SELECT st.study_id, x.key, x.value
           FROM st, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
     ), h AS (
-        INSERT INTO hpo_studies (study_id, team_id, state, spec, task_name, max_trials,
+        INSERT INTO hpo_studies (study_id, team_id, name, state, spec, task_name, max_trials,
                                  max_parallel, max_retries, lease_seconds)
-        SELECT st.study_id, :team_id, 'running', CAST(:spec AS json), :task_name,
+        SELECT st.study_id, :team_id, :name, 'running', CAST(:spec AS json), :task_name,
                :max_trials, :max_parallel, :max_retries, :lease_seconds
           FROM st
         RETURNING study_id
@@ -101,7 +105,8 @@ def insert_study(
     max_retries: int,
     lease_seconds: int,
 ) -> int:
-    """Create the study in Optuna's tables and ours; IntegrityError on a duplicate name."""
+    """Create the study in Optuna's tables (named ``<team>/<name>``, or ``<name>`` in the
+    default team) and ours; IntegrityError on a name the team already uses."""
     system_attrs = {METRIC_NAMES_KEY: list(metric_names)} if metric_names else {}
     row = conn.execute(
         _INSERT,
@@ -125,7 +130,8 @@ def insert_study(
 
 
 _SELECT = """
-    SELECT st.study_id, st.study_name AS name, tm.name AS team, s.team_id, s.state, s.spec,
+    SELECT st.study_id, s.name, st.study_name AS optuna_name, tm.name AS team, s.team_id,
+           s.state, s.spec,
            s.max_trials, s.max_parallel, s.max_retries, s.lease_seconds, s.n_started,
            s.created_at, s.updated_at,
            (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
@@ -181,6 +187,7 @@ def _to_row(m: RowMapping) -> StudyRow:
     return StudyRow(
         study_id=m["study_id"],
         name=m["name"],
+        optuna_name=m["optuna_name"],
         team=m["team"],
         state="completed" if completed else m["state"],
         spec=m["spec"],
@@ -205,9 +212,15 @@ def get_study(conn: Connection, study_id: int) -> StudyRow | None:
 
 
 def get_study_by_name(conn: Connection, name: str, team_id: int | None) -> StudyRow | None:
-    """The study named ``name`` if it belongs to the team (to any team for None)."""
+    """The study named ``name`` in the team; for None (auth off), in any team, the default
+    team's first."""
     row = conn.execute(
-        text(_SELECT + " WHERE st.study_name = :name AND " + _TEAM_FILTER),
+        text(
+            _SELECT
+            + " WHERE s.name = :name AND "
+            + _TEAM_FILTER
+            + " ORDER BY tm.name = 'default' DESC, s.study_id LIMIT 1"
+        ),
         {"name": name, "team_id": team_id},
     )
     m = row.mappings().one_or_none()

@@ -18,7 +18,8 @@ from pydantic import (
 from service.documents import AttrKey, json_document
 from service.spec import PrunerSpec, SamplerSpec, SearchSpace
 
-MAX_STUDY_NAME_LENGTH = 512  # Optuna's study_name column
+# Optuna's study_name column holds 512 characters: <team (at most 64)>/<name>.
+MAX_STUDY_NAME_LENGTH = 512 - 65
 MAX_OBJECTIVES = 16
 MAX_METRIC_NAME_LENGTH = 256
 MAX_TASK_NAME_LENGTH = 256  # hpo_studies.task_name
@@ -126,6 +127,10 @@ class StudyOut(BaseModel):
     id: int
     name: str
     team: str = Field(description="the team that owns the study")
+    optuna_study_name: str = Field(
+        description="the name Optuna knows it by (optuna.load_study): '<team>/<name>', or"
+        " '<name>' in the default team"
+    )
     state: StudyStateName
     directions: list[Direction]
     metric_names: list[str] | None

@@ -37,8 +37,8 @@ class StudyService:
         """Validate the whole specification (a dry run of its sampler and pruner), then store it
         as a study of the team (of the ``default`` team for None).
 
-        409 ``duplicate_name`` if a study (the service's or a plain Optuna one) has the name:
-        names are unique across the whole database, as Optuna's are.
+        409 ``duplicate_name`` if a study of the team (or a plain Optuna study with the same
+        Optuna name, ``<team>/<name>``) has the name.
         """
         max_trials = self._budget(body)
         check_study(body.sampler, body.pruner, body.search_space, body.directions, max_trials)
@@ -72,7 +72,7 @@ class StudyService:
                 if idem is not None:
                     idempotency.record(conn, idem, 201, out.model_dump(mode="json"))
         except IntegrityError as exc:
-            if "study_name" in str(exc.orig):
+            if "study_name" in str(exc.orig) or "uq_hpo_studies_team_id_name" in str(exc.orig):
                 raise DuplicateName(f"a study named {body.name!r} already exists") from None
             raise
         except KeyRace:
@@ -167,6 +167,7 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
     return StudyOut(
         id=row.study_id,
         name=row.name,
+        optuna_study_name=row.optuna_name,
         team=row.team,
         state=row.state,
         directions=row.directions,

@@ -255,3 +255,19 @@ def test_auth_off_serves_without_tokens_as_an_admin_of_every_team(
             ).status_code
             == 200
         )
+
+
+def test_study_names_are_per_team(app_client: TestClient, db: ScratchDatabase) -> None:
+    alpha = team_caller(app_client, db, "alpha", "submit")
+    beta = team_caller(app_client, db, "beta", "submit")
+    mine = alpha.post("/studies", study_body("baseline"))
+    theirs = beta.post("/studies", study_body("baseline"))
+    assert mine.status_code == theirs.status_code == 201, theirs.text
+    assert mine.json()["name"] == theirs.json()["name"] == "baseline"
+    assert mine.json()["optuna_study_name"] == "alpha/baseline"
+    assert theirs.json()["optuna_study_name"] == "beta/baseline"
+    assert_error(alpha.post("/studies", study_body("baseline")), 409, "duplicate_name")
+    assert alpha.get("/studies/by-name/baseline").json()["id"] == mine.json()["id"]
+    assert beta.get("/studies/by-name/baseline").json()["id"] == theirs.json()["id"]
+    gamma = team_caller(app_client, db, "gamma", "read")
+    assert_error(gamma.get("/studies/by-name/baseline"), 404, "not_found")
