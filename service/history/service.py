@@ -226,7 +226,7 @@ class HistoryService:
         columns = CsvColumns.of(
             len(directions), shape.search_space, shape.param_names, shape.user_attr_keys
         )
-        return TrialExport(row["name"], columns, self._iter_trials(study_id, intermediate))
+        return TrialExport(row["api_name"], columns, self._iter_trials(study_id, intermediate))
 
     def _iter_trials(self, study_id: int, intermediate: bool) -> Iterator[TrialOut]:
         after = -1

@@ -346,7 +346,7 @@ def load_definition_row(conn: Connection, study_id: int) -> RowMapping | None:
         conn.execute(
             text(
                 """
-                SELECT st.study_name AS name, s.spec,
+                SELECT st.study_name AS name, s.name AS api_name, s.spec,
                        (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
                           FROM study_directions d WHERE d.study_id = st.study_id) AS directions
                   FROM hpo_studies s JOIN studies st ON st.study_id = s.study_id
