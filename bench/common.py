@@ -135,19 +135,6 @@ def admin_token(database_url: str, team: str = "bench") -> str:
         text=True,
         timeout=60,
     )
-    if done.returncode == 2 and "invalid choice" in done.stderr:
-        return _issue_in_process(database_url, team)  # an older CLI without `hpo token`
     if done.returncode != 0:
         raise RuntimeError(f"hpo token create failed: {done.stderr.strip()}")
     return done.stdout.strip()
-
-
-def _issue_in_process(database_url: str, team: str) -> str:
-    from service.auth.service import AuthService
-    from service.db.engine import create_db_engine
-
-    engine = create_db_engine(normalize_url(database_url), pool_size=1, max_overflow=0)
-    try:
-        return AuthService(engine).issue(team, "admin").token
-    finally:
-        engine.dispose()

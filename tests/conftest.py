@@ -16,10 +16,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from service.app import create_app
+from service.auth.service import issue_token
 from service.db import migrate
 from service.db.engine import create_db_engine
 from service.settings import ServerSettings
-from tests.support import ScratchDatabase, issue_token
+from tests.support import ScratchDatabase
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,8 @@ from pathlib import Path
 import httpx
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy.engine import URL
 
-from service.auth.service import AuthService
 from service.db.embedded import start_embedded
-from service.db.engine import create_db_engine
 from service.db.url import normalize_url, render_url
 
 LOCAL_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -102,15 +99,6 @@ class ScratchDatabase:
                 )
         finally:
             conn.close()
-
-
-def issue_token(url: URL, team: str, role: str) -> str:
-    """A real API token of ``team`` with ``role``, made as ``hpo token create`` makes it."""
-    engine = create_db_engine(url, pool_size=1, max_overflow=0)
-    try:
-        return AuthService(engine).issue(team, role).token
-    finally:
-        engine.dispose()
 
 
 def free_port() -> int:

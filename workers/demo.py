@@ -166,18 +166,12 @@ class _Where:
 
 def _local_tokens(url: URL) -> tuple[str, str]:
     """An admin and a worker token of team ``local``, valid for a week."""
-    from service.auth.service import AuthService
-    from service.db.engine import create_db_engine
+    from service.auth.service import issue_token
 
-    engine = create_db_engine(url, pool_size=1, max_overflow=0)
-    try:
-        auth = AuthService(engine)
-        week = dt.timedelta(days=7)
-        admin = auth.issue("local", "admin", name="hpo demo", expires_in=week)
-        worker = auth.issue("local", "worker", name="hpo demo workers", expires_in=week)
-    finally:
-        engine.dispose()
-    return admin.token, worker.token
+    week = dt.timedelta(days=7)
+    admin = issue_token(url, "local", "admin", name="hpo demo", expires_in=week)
+    worker = issue_token(url, "local", "worker", name="hpo demo workers", expires_in=week)
+    return admin, worker
 
 
 def _report(

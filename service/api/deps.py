@@ -13,7 +13,7 @@ from service.auth.principal import Principal
 from service.auth.repository import DEFAULT_TEAM
 from service.auth.roles import Permission
 from service.auth.service import AuthService
-from service.errors import Forbidden, InvalidInput, Unauthorized
+from service.errors import Forbidden, Unauthorized
 from service.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, IdempotencyKey
 from service.notify import WorkSignal
 from service.settings import ServerSettings
@@ -120,22 +120,24 @@ class Allowed:
         return _permit(principal, self.permission)
 
 
-class OnStudy(Allowed):
+class OnStudy:
     """The caller, if it may ``permission`` on the study in the path (another team's: 404)."""
 
-    def __call__(  # type: ignore[override]
-        self, study_id: StudyId, principal: PrincipalDep, access: AccessDep
-    ) -> Principal:
+    def __init__(self, permission: Permission) -> None:
+        self.permission: Permission = permission
+
+    def __call__(self, study_id: StudyId, principal: PrincipalDep, access: AccessDep) -> Principal:
         access.check_study(principal, study_id)
         return _permit(principal, self.permission)
 
 
-class OnTrial(Allowed):
+class OnTrial:
     """The caller, if it may ``permission`` on the trial in the path (another team's: 404)."""
 
-    def __call__(  # type: ignore[override]
-        self, trial_id: TrialId, principal: PrincipalDep, access: AccessDep
-    ) -> Principal:
+    def __init__(self, permission: Permission) -> None:
+        self.permission: Permission = permission
+
+    def __call__(self, trial_id: TrialId, principal: PrincipalDep, access: AccessDep) -> Principal:
         access.check_trial(principal, trial_id)
         return _permit(principal, self.permission)
 
@@ -167,8 +169,6 @@ def idempotency_key(
 ) -> IdempotencyKey | None:
     """The request's key, scoped by team and endpoint: teams never see each other's replies."""
     if key is None:
-        return None
-    if not 1 <= len(key) <= 255:
-        raise InvalidInput("Idempotency-Key must be 1 to 255 characters")
+        return None  # its length is checked with the header (IdempotencyHeader)
     scope = f"team:{principal.team_id or 0} {request.method} {request.url.path}"
     return IdempotencyKey.of(scope, key, body)

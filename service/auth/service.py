@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 
 from service.auth import repository as repo
 from service.auth import tokens
@@ -119,3 +120,22 @@ def _check_team_name(team: str) -> None:
         raise InvalidInput(
             "a team name is 1 to 64 letters, digits, '-', '_' or '.'", {"team": team}
         )
+
+
+def issue_token(
+    url: URL,
+    team: str,
+    role: str,
+    *,
+    name: str | None = None,
+    expires_in: dt.timedelta | None = None,
+) -> str:
+    """A new token of ``team`` straight in the database at ``url`` (demo, tests, benches),
+    as ``hpo token create`` makes it; returns the secret."""
+    from service.db.engine import create_db_engine
+
+    engine = create_db_engine(url, pool_size=1, max_overflow=0)
+    try:
+        return AuthService(engine).issue(team, role, name=name, expires_in=expires_in).token
+    finally:
+        engine.dispose()

@@ -50,10 +50,14 @@ class StudyRow:
 
 _INSERT = text(
     f"""
-    WITH st AS (
+    WITH tm AS (
+        SELECT team_id, name FROM hpo_teams
+         WHERE team_id = CAST(:team_id AS int)
+            OR (CAST(:team_id AS int) IS NULL AND name = 'default')
+    ), st AS (
         INSERT INTO studies (study_name)
         SELECT CASE WHEN tm.name = 'default' THEN :name ELSE tm.name || '/' || :name END
-          FROM hpo_teams tm WHERE tm.team_id = :team_id
+          FROM tm
         RETURNING study_id
     ), d AS (
         INSERT INTO study_directions (direction, study_id, objective)
@@ -70,9 +74,9 @@ _INSERT = text(
     ), h AS (
         INSERT INTO hpo_studies (study_id, team_id, name, state, spec, task_name, max_trials,
                                  max_parallel, max_retries, lease_seconds)
-        SELECT st.study_id, :team_id, :name, 'running', CAST(:spec AS json), :task_name,
+        SELECT st.study_id, tm.team_id, :name, 'running', CAST(:spec AS json), :task_name,
                :max_trials, :max_parallel, :max_retries, :lease_seconds
-          FROM st
+          FROM st, tm
         RETURNING study_id
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st),
     {
@@ -93,7 +97,7 @@ _INSERT = text(
 def insert_study(
     conn: Connection,
     *,
-    team_id: int,
+    team_id: int | None,
     name: str,
     directions: Sequence[str],
     metric_names: Sequence[str] | None,
@@ -105,8 +109,9 @@ def insert_study(
     max_retries: int,
     lease_seconds: int,
 ) -> int:
-    """Create the study in Optuna's tables (named ``<team>/<name>``, or ``<name>`` in the
-    default team) and ours; IntegrityError on a name the team already uses."""
+    """Create the study of team ``team_id`` (the default team for None) in Optuna's tables
+    (named ``<team>/<name>``, or ``<name>`` in the default team) and ours; IntegrityError on a
+    name the team already uses."""
     system_attrs = {METRIC_NAMES_KEY: list(metric_names)} if metric_names else {}
     row = conn.execute(
         _INSERT,
@@ -167,11 +172,6 @@ _STATE_FILTERS = {
 
 
 _TEAM_FILTER = "(CAST(:team_id AS int) IS NULL OR s.team_id = :team_id)"
-
-
-def default_team_id(conn: Connection) -> int:
-    """The team of studies created with auth off (made by migration 0009)."""
-    return int(conn.execute(text("SELECT team_id FROM hpo_teams WHERE name = 'default'")).one()[0])
 
 
 def _to_row(m: RowMapping) -> StudyRow:

@@ -54,7 +54,7 @@ class StudyService:
                     return StudyOut.model_validate(stored.body)
                 study_id = repo.insert_study(
                     conn,
-                    team_id=repo.default_team_id(conn) if team_id is None else team_id,
+                    team_id=team_id,
                     name=body.name,
                     directions=body.directions,
                     metric_names=body.metric_names,

@@ -154,7 +154,8 @@ class HandoutService:
             self._touch_worker(conn, worker_id, tasks, team_id=team_id)
         for study_id in candidates:
             try:
-                return HandOut(self._hand_out(study_id, worker_id, idem))
+                # The worker was recorded (for its team) with the candidate query.
+                return HandOut(self._hand_out(study_id, worker_id, idem, touch=False))
             except (NotFound, NoTrial):  # deleted, or taken by others since the candidate query
                 continue
         return HandOut(None)
@@ -183,7 +184,7 @@ class HandoutService:
         return None if stored is None else LeasedTrialOut.model_validate(stored.body)
 
     def _hand_out(
-        self, study_id: int, worker_id: str, idem: IdempotencyKey | None
+        self, study_id: int, worker_id: str, idem: IdempotencyKey | None, *, touch: bool = True
     ) -> LeasedTrialOut:
         """Lease a trial of the study; raises NoTrial (nothing to give) or NotFound."""
         token = secrets.token_urlsafe(24)
@@ -200,7 +201,8 @@ class HandoutService:
                 leased = self._lease_new(conn, view, state, token, worker_id)
             else:
                 leased = self._lease_queued(conn, view, handout, state, token, worker_id)
-            self._touch_worker(conn, worker_id, None, study_id=study_id)
+            if touch:
+                self._touch_worker(conn, worker_id, None, study_id=study_id)
             out = LeasedTrialOut(
                 id=leased.trial_id,
                 study_id=study_id,

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from service.app import create_app
-from service.auth.service import AuthService
+from service.auth.service import AuthService, issue_token
 from tests.api.helpers import API, assert_error, study_body
 from tests.conftest import server_settings
-from tests.support import ScratchDatabase, issue_token
+from tests.support import ScratchDatabase
 
 
 def bearer(token: str) -> dict[str, str]:

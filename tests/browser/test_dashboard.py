@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from service.auth.service import issue_token
 from tests.api.helpers import API, study_body
-from tests.support import ScratchDatabase, ServerProcess, issue_token
+from tests.support import ScratchDatabase, ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

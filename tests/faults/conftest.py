@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from service.auth.service import issue_token
 from tests.faults.cluster import Database
-from tests.support import ScratchDatabase, issue_token
+from tests.support import ScratchDatabase
 
 
 @pytest.fixture

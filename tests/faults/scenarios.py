@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from service.auth.service import issue_token
 from service.db import migrate
 from service.db.url import normalize_url
 from tests.faults.audit import audit_study
@@ -49,7 +50,7 @@ from tests.faults.progress import (
 )
 from tests.faults.proxy import EveryNth, FaultyProxy
 from tests.faults.report import ChaosReport, Fault
-from tests.support import ServerProcess, issue_token
+from tests.support import ServerProcess
 
 
 @contextmanager

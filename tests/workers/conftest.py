@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ScratchDatabase, ServerProcess, issue_token
+from service.auth.service import issue_token
+from tests.support import ScratchDatabase, ServerProcess
 
 API = "/api/v1"
 
