@@ -287,7 +287,11 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     original = engine_module.create_engine
     engine_module.create_engine = counting_engine  # type: ignore[assignment]
     try:
-        app = create_app(ServerSettings(database_url=SecretStr(url), reaper_interval_s=300))
+        # The token stays cached all run: the count is the hot path's alone.
+        settings = ServerSettings(
+            database_url=SecretStr(url), reaper_interval_s=300, auth_cache_s=300
+        )
+        app = create_app(settings)
         with TestClient(app, headers=AUTH) as client:
             body = {
                 "name": f"count-svc-{sampler}-{size}",

@@ -133,7 +133,19 @@ def test_summary_pages_cover_every_study_once(client: TestClient) -> None:
     assert_error(client.get(f"{API}/studies/summary", params={"limit": 0}), 422, "validation_error")
 
 
-def test_summary_costs_the_same_statements_for_any_number_of_studies(client: TestClient) -> None:
+@pytest.fixture
+def cached_auth_client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
+    """The token stays cached all test long, so statement counts are the endpoint's alone
+    (a re-authentication after HPO_AUTH_CACHE_S costs one statement)."""
+    app = create_app(server_settings(db, tmp_path, auth_cache_s=300))
+    with TestClient(app, headers=db.auth_headers) as c:
+        yield c
+
+
+def test_summary_costs_the_same_statements_for_any_number_of_studies(
+    cached_auth_client: TestClient,
+) -> None:
+    client = cached_auth_client
     engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
 
     def statements() -> int:
