@@ -225,12 +225,17 @@ def time_service_next(
 
 class _Counter:
     statements = 0
+    round_trips = 0
     commits = 0
 
 
 class CountingCursor(psycopg2.extensions.cursor):
     def execute(self, query: Any, vars: Any = None) -> Any:
-        _Counter.statements += 1
+        # The service sends a few statements together ("SAVEPOINT ...; EXECUTE a(...);
+        # EXECUTE b(...)"): one round trip, several statements.
+        text_ = query if isinstance(query, str) else query.decode()
+        _Counter.round_trips += 1
+        _Counter.statements += text_.count("; ") + 1
         return super().execute(query, vars)
 
 
@@ -244,12 +249,13 @@ class CountingConnection(psycopg2.extensions.connection):
         super().commit()
 
 
-def counted(run: Callable[[], None]) -> tuple[int, int]:
-    """Statements sent and transactions committed while ``run`` runs (every statement the
-    psycopg2 connections execute, prepared or not; each transaction adds BEGIN and COMMIT)."""
-    _Counter.statements = _Counter.commits = 0
+def counted(run: Callable[[], None]) -> tuple[int, int, int]:
+    """Statements, round trips and transactions committed while ``run`` runs (every statement
+    the psycopg2 connections execute, prepared or not; each transaction adds BEGIN and
+    COMMIT, two more round trips)."""
+    _Counter.statements = _Counter.round_trips = _Counter.commits = 0
     run()
-    return _Counter.statements, _Counter.commits
+    return _Counter.statements, _Counter.round_trips, _Counter.commits
 
 
 def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) -> dict[str, float]:
@@ -270,7 +276,7 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     )
     prefill(url.replace("+psycopg2", ""), study._study_id, rows, service=False)
     study.tell(study.ask(DISTRIBUTIONS), 1.0)  # warm caches
-    optuna_n, optuna_tx = counted(
+    optuna_n, optuna_rt, optuna_tx = counted(
         lambda: [
             study.tell(t, objective(t.params))
             for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
@@ -319,13 +325,15 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
                         },
                     )
 
-            service_n, service_tx = counted(service_rounds)
+            service_n, service_rt, service_tx = counted(service_rounds)
     finally:
         engine_module.create_engine = original
     return {
         "service": service_n / rounds,
+        "service_round_trips": service_rt / rounds,
         "service_tx": service_tx / rounds,
         "optuna_rdb": optuna_n / rounds,
+        "optuna_rdb_round_trips": optuna_rt / rounds,
         "optuna_rdb_tx": optuna_tx / rounds,
     }
 
@@ -427,11 +435,15 @@ def main() -> None:
                     f"   / optuna-mem = {by[system] / by['optuna-mem']:5.2f}x"
                 )
     print()
-    print("SQL per ask+tell at 1000 trials (statements; transactions, each adding BEGIN + COMMIT):")
+    print(
+        "SQL per ask+tell at 1000 trials: statements in round trips, and transactions"
+        " (each adding BEGIN and COMMIT round trips):"
+    )
     for sampler, c in counts.items():
         print(
-            f"  {sampler:6}: service {c['service']:.1f} ({c['service_tx']:.1f} tx)   "
-            f"optuna-rdb {c['optuna_rdb']:.1f} ({c['optuna_rdb_tx']:.1f} tx)"
+            f"  {sampler:6}: service {c['service']:.1f} in {c['service_round_trips']:.1f}"
+            f" ({c['service_tx']:.1f} tx)   optuna-rdb {c['optuna_rdb']:.1f} in"
+            f" {c['optuna_rdb_round_trips']:.1f} ({c['optuna_rdb_tx']:.1f} tx)"
         )
     if args.json:
         args.json.write_text(json.dumps({"results": results, "statements": counts}, indent=2))

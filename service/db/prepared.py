@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -35,32 +35,56 @@ class Statement:
             f"EXECUTE {self.name}({placeholders})" if self.params else f"EXECUTE {self.name}"
         )
 
-    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        cursor = self._run(conn, params)
+    def all(
+        self, conn: Connection, params: Mapping[str, Any], *, before: Prefix = ()
+    ) -> list[dict[str, Any]]:
+        cursor = self._run(conn, params, before)
         try:
             columns = [c.name for c in cursor.description or ()]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         finally:
             cursor.close()
 
-    def one_or_none(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        rows = self.all(conn, params)
+    def one_or_none(
+        self, conn: Connection, params: Mapping[str, Any], *, before: Prefix = ()
+    ) -> dict[str, Any] | None:
+        rows = self.all(conn, params, before=before)
         if len(rows) > 1:
             raise RuntimeError(f"{self.name} returned {len(rows)} rows, expected at most one")
         return rows[0] if rows else None
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
-        self._run(conn, params).close()
+        self._run(conn, params, ()).close()
 
-    def _run(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+    def _run(self, conn: Connection, params: Mapping[str, Any], before: Prefix) -> Any:
+        """Run the statement, after ``before`` in the same round trip if given.
+
+        Statements sent together in one query string still run one after the other, each with
+        its own snapshot (READ COMMITTED), so a read placed after a lock sees what committed
+        while the lock was awaited. Only the last statement's rows come back.
+        """
         fairy = conn.connection  # the pooled connection of this transaction
         prepared: set[str] = fairy.info.setdefault("hpo_prepared", set())
         cursor = fairy.dbapi_connection.cursor()  # type: ignore[union-attr]
-        if self.name not in prepared:
-            cursor.execute(f"PREPARE {self.name} AS {self.sql}")
-            prepared.add(self.name)
-        cursor.execute(self._execute, [params[name] for name in self.params])
+        texts: list[str] = []
+        args: list[Any] = []
+        for item in (*before, (self, params)):
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            statement, values = item
+            if statement.name not in prepared:
+                cursor.execute(f"PREPARE {statement.name} AS {statement.sql}")
+                prepared.add(statement.name)
+            texts.append(statement._execute)
+            args += [values[name] for name in statement.params]
+        cursor.execute("; ".join(texts), args)
         return cursor
+
+
+# What runs before a statement in its round trip: plain SQL without parameters (for example a
+# SAVEPOINT) or other prepared statements with their parameters.
+Prefix = Sequence["str | tuple[Statement, Mapping[str, Any]]"]
 
 
 def _positional(sql: str, order: list[str]) -> str:

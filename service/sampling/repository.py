@@ -58,7 +58,7 @@ CHANGED_TRIALS_SQL = f"""
 """
 
 # The study's hand-out state and every trial changed since the view's cursor, in one round trip
-# (run after the ask lock is held, so it sees every hand-out committed before).
+# (run after the ask lock is granted, so it sees every hand-out committed before).
 _STATE_AND_CHANGES = Statement(
     f"""
     SELECT s.state, s.max_trials, s.max_parallel, s.n_started, s.lease_seconds,
@@ -97,11 +97,17 @@ def read_study_state(conn: Connection, study_id: int) -> StudyState:
     return StudyState(**row)
 
 
-def read_state_and_changes(
-    conn: Connection, study_id: int, cursor: int
+def lock_and_read(
+    conn: Connection, study_id: int, cursor: int, *, savepoint: str | None = None
 ) -> tuple[StudyState, list[dict[str, Any]]]:
-    """The study's state plus its trials changed by transactions with id >= ``cursor``."""
-    row = _STATE_AND_CHANGES.one_or_none(conn, {"study_id": study_id, "cursor": cursor})
+    """Take the study's ask lock, then read its state plus its trials changed by transactions
+    with id >= ``cursor``: one round trip (the read runs after the lock is granted, with its own
+    snapshot). With ``savepoint``, that savepoint is set first, in the same round trip."""
+    before: list[Any] = [] if savepoint is None else [f"SAVEPOINT {savepoint}"]
+    before.append((_LOCK_STUDY, {"namespace": ASK_LOCK_NAMESPACE, "study_id": study_id}))
+    row = _STATE_AND_CHANGES.one_or_none(
+        conn, {"study_id": study_id, "cursor": cursor}, before=before
+    )
     if row is None:
         raise NotFound(f"study {study_id} does not exist")
     fields = {k: v for k, v in row.items() if k != "changed"}

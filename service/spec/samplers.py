@@ -1,6 +1,8 @@
 """The sampler registry: our sampler names, their options, and how Optuna samplers are built.
 
-* ``tpe`` (default): :class:`~optuna.samplers.TPESampler`; ``constant_liar`` defaults to True.
+* ``tpe`` (default): :class:`~optuna.samplers.TPESampler` (as
+  :class:`~service.sampling.tpe.ViewTPESampler`: the same samples, per-trial work cached);
+  ``constant_liar`` defaults to True.
 * ``random``: :class:`~optuna.samplers.RandomSampler`.
 * ``gp``: :class:`~optuna.samplers.GPSampler`; needs PyTorch in the server (``gp`` extra).
 * ``cmaes``: :class:`~optuna.samplers.CmaEsSampler`; single-objective only; ``x0`` must give
@@ -37,7 +39,6 @@ from optuna.samplers import (
     NSGAIISampler,
     QMCSampler,
     RandomSampler,
-    TPESampler,
 )
 from optuna.samplers.nsgaii import (
     BaseCrossover,
@@ -50,6 +51,7 @@ from optuna.samplers.nsgaii import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.sampling.tpe import ViewTPESampler
 from service.spec.details import detail, fail, raise_details
 from service.spec.grid import grid_points
 from service.spec.options import (
@@ -180,7 +182,7 @@ _REGISTRY: dict[SamplerName, _Entry] = {
     "tpe": _Entry(
         _rules(
             "tpe",
-            TPESampler,
+            ViewTPESampler,
             refused=_refused("gamma", "weights", "constraints_func"),
             hints={
                 "n_startup_trials": NonNegativeInt,

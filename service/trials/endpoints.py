@@ -170,13 +170,23 @@ def complete(
     Repeating the call with the same token returns the same result. With ``next``, the answer
     also carries the study's next trial for that worker (or why there is none).
     """
-    finished, replayed = leases.complete(
-        trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
+    if body.next is None:
+        finished, _replayed = leases.complete(
+            trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
+        )
+        return _json(CompleteOut.model_construct(**dict(finished)))  # validated: no second pass
+    finished, following = leases.complete_and_ask(
+        handout,
+        trial_id,
+        body.lease_token,
+        body.state,
+        body.values,
+        body.reason,
+        body.user_attrs,
+        body.next.worker_id,
     )
-    out = CompleteOut.model_construct(**dict(finished))  # already validated: no second pass
-    if body.next is not None:
-        following = handout.ask_next(finished, body.lease_token, body.next.worker_id, replayed)
-        out.next_trial, out.no_trial_reason = following.trial, following.reason
+    out = CompleteOut.model_construct(**dict(finished))
+    out.next_trial, out.no_trial_reason = following.trial, following.reason
     return _json(out)
 
 

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -32,6 +32,8 @@ from service.trials.read_model import to_trial_out
 from service.trials.schemas import LeasedTrialOut, LeaseOut, TrialOut
 
 _CLAIM_CANDIDATES = 8
+_SAVEPOINT = "hpo_next_trial"
+_T = TypeVar("_T")
 _WORKER_TOUCH_S = 10.0
 
 
@@ -92,8 +94,43 @@ class HandoutService:
     def ask_next(self, finished: TrialOut, token: str, worker_id: str, replayed: bool) -> HandOut:
         """The study's next trial right after ``finished`` completed. Keyed by the finishing
         token, so a repeated complete gets the same next trial instead of a second one."""
-        idem = IdempotencyKey.of(f"complete-next {finished.study_id}", token, worker_id)
+        idem = _next_key(finished.study_id, token, worker_id)
         return self.ask(finished.study_id, worker_id, idem, maybe_replay=replayed)
+
+    def finish_and_ask(
+        self,
+        study_id: int,
+        finish: Callable[[Connection], _T | None],
+        token: str,
+        worker_id: str,
+    ) -> tuple[_T, HandOut] | None:
+        """``finish`` a trial of the study and lease its next trial to ``worker_id`` in one
+        transaction (one commit for both); None, with nothing done, when ``finish`` changed
+        nothing (a repeated complete: the caller replays it).
+
+        The hand-out runs under a savepoint set in the ask lock's round trip: if it fails, the
+        finish still commits, and the error is raised after.
+        """
+        idem = _next_key(study_id, token, worker_id)
+        failure: Exception | None = None
+        with self._views.locked(study_id) as view:
+            with self._engine.begin() as conn:
+                finished = finish(conn)
+                if finished is None:
+                    return None
+                try:
+                    result = HandOut(self._hand_out_on(conn, view, worker_id, idem, _SAVEPOINT))
+                except NoTrial as none:
+                    result = HandOut(None, none.reason)
+                except Exception as exc:  # the sampler or a statement of the hand-out failed
+                    conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                    failure = exc
+            if failure is not None:
+                view.dirty = True  # the view may hold part of the failed hand-out: rebuild it
+                raise failure
+        if result.trial is not None:
+            self._index.remember(result.trial.id, study_id)
+        return finished, result
 
     def claim(
         self,
@@ -187,39 +224,53 @@ class HandoutService:
         self, study_id: int, worker_id: str, idem: IdempotencyKey | None, *, touch: bool = True
     ) -> LeasedTrialOut:
         """Lease a trial of the study; raises NoTrial (nothing to give) or NotFound."""
-        token = secrets.token_urlsafe(24)
         with self._views.locked(study_id) as view, self._engine.begin() as conn:
-            view_repo.lock_study_for_ask(conn, study_id)
-            state, changed = view_repo.read_state_and_changes(conn, study_id, view.cursor)
-            view.storage.replace_system_attrs(decode_attrs(state.system_attrs))
-            view.apply_changes(changed, state.xmin)
-            handout = view.next_handout(state)
-            if isinstance(handout, NoHandout):
-                raise NoTrial(handout.reason)
-            view.dirty = True
-            if handout.kind == "new":
-                leased = self._lease_new(conn, view, state, token, worker_id)
-            else:
-                leased = self._lease_queued(conn, view, handout, state, token, worker_id)
-            if touch:
-                self._touch_worker(conn, worker_id, None, study_id=study_id)
-            out = LeasedTrialOut(
-                id=leased.trial_id,
-                study_id=study_id,
-                number=leased.number,
-                attempt=leased.attempt,
-                params={n: leased.params[n] for n in view.distributions if n in leased.params},
-                task=view.definition.task,
-                lease=LeaseOut(
-                    token=token,
-                    expires_at=leased.expires_at,
-                    heartbeat_seconds=heartbeat_interval(state.lease_seconds),
-                    lease_seconds=state.lease_seconds,
-                ),
-            )
-            if idem is not None:
-                idempotency.record(conn, idem, 200, out.model_dump(mode="json"))
-        self._index.remember(leased.trial_id, study_id)
+            out = self._hand_out_on(conn, view, worker_id, idem, touch=touch)
+        self._index.remember(out.id, study_id)
+        return out
+
+    def _hand_out_on(
+        self,
+        conn: Connection,
+        view: StudyView,
+        worker_id: str,
+        idem: IdempotencyKey | None,
+        savepoint: str | None = None,
+        *,
+        touch: bool = True,
+    ) -> LeasedTrialOut:
+        """The hand-out on the caller's transaction and locked view (see ``_hand_out``)."""
+        study_id = view.study_id
+        token = secrets.token_urlsafe(24)
+        state, changed = view_repo.lock_and_read(conn, study_id, view.cursor, savepoint=savepoint)
+        view.storage.replace_system_attrs(decode_attrs(state.system_attrs))
+        view.apply_changes(changed, state.xmin)
+        handout = view.next_handout(state)
+        if isinstance(handout, NoHandout):
+            raise NoTrial(handout.reason)
+        view.dirty = True
+        if handout.kind == "new":
+            leased = self._lease_new(conn, view, state, token, worker_id)
+        else:
+            leased = self._lease_queued(conn, view, handout, state, token, worker_id)
+        if touch:
+            self._touch_worker(conn, worker_id, None, study_id=study_id)
+        out = LeasedTrialOut(
+            id=leased.trial_id,
+            study_id=study_id,
+            number=leased.number,
+            attempt=leased.attempt,
+            params={n: leased.params[n] for n in view.distributions if n in leased.params},
+            task=view.definition.task,
+            lease=LeaseOut(
+                token=token,
+                expires_at=leased.expires_at,
+                heartbeat_seconds=heartbeat_interval(state.lease_seconds),
+                lease_seconds=state.lease_seconds,
+            ),
+        )
+        if idem is not None:
+            idempotency.record(conn, idem, 200, out.model_dump(mode="json"))
         return out
 
     def _lease_new(
@@ -306,6 +357,11 @@ class HandoutService:
         self._worker_seen[seen] = now
         if len(self._worker_seen) > 100_000:
             self._worker_seen.clear()
+
+
+def _next_key(study_id: int, token: str, worker_id: str) -> IdempotencyKey:
+    """The key of "the next trial after the one finished with ``token``"."""
+    return IdempotencyKey.of(f"complete-next {study_id}", token, worker_id)
 
 
 def heartbeat_interval(lease_seconds: int) -> int:

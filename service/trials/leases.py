@@ -8,7 +8,8 @@ call is one transaction, committed before it returns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -17,6 +18,7 @@ from service.errors import InvalidInput, LeaseLost, NotFound, TrialFinished
 from service.sampling.registry import StudyViews
 from service.studies.repository import OPTUNA_STATE
 from service.trials import repository as repo
+from service.trials.handout import HandOut, HandoutService
 from service.trials.index import TrialStudyIndex
 from service.trials.read_model import to_trial_out
 from service.trials.schemas import TrialOut
@@ -85,22 +87,55 @@ class LeaseService:
 
         Returns the finished trial and whether this call was such a repetition.
         """
+        finish = self._finisher(trial_id, token, state, values, reason, user_attrs)
         with self._engine.begin() as conn:
-            row = repo.finish(
-                conn,
-                trial_id=trial_id,
-                token=token,
-                state=OPTUNA_STATE[state],
-                values=values,
-                fail_reason=reason if state == "failed" else None,
-                user_attrs=user_attrs,
-            )
+            row = finish(conn)
             replayed = row is None
             if replayed:
                 _check_replay(conn, trial_id, token, state, values)
                 row = repo.get_trial(conn, trial_id)
         assert row is not None
         return to_trial_out(row, intermediate=True), replayed
+
+    def complete_and_ask(
+        self,
+        handout: HandoutService,
+        trial_id: int,
+        token: str,
+        state: str,
+        values: Sequence[float] | None,
+        reason: str | None,
+        user_attrs: Mapping[str, Any],
+        worker_id: str,
+    ) -> tuple[TrialOut, HandOut]:
+        """Finish the trial and lease the study's next trial to ``worker_id``, in one
+        transaction. A repeated call gets the same finished trial and the same next trial."""
+        finish = self._finisher(trial_id, token, state, values, reason, user_attrs)
+        both = handout.finish_and_ask(self._index.study_of(trial_id), finish, token, worker_id)
+        if both is None:  # nothing finished: a repetition (or a lost lease, raised here)
+            finished, replayed = self.complete(trial_id, token, state, values, reason, user_attrs)
+            return finished, handout.ask_next(finished, token, worker_id, replayed)
+        row, following = both
+        return to_trial_out(row, intermediate=True), following
+
+    @staticmethod
+    def _finisher(
+        trial_id: int,
+        token: str,
+        state: str,
+        values: Sequence[float] | None,
+        reason: str | None,
+        user_attrs: Mapping[str, Any],
+    ) -> Callable[[Connection], dict[str, Any] | None]:
+        return functools.partial(
+            repo.finish,
+            trial_id=trial_id,
+            token=token,
+            state=OPTUNA_STATE[state],
+            values=values,
+            fail_reason=reason if state == "failed" else None,
+            user_attrs=user_attrs,
+        )
 
     def release(self, trial_id: int, token: str) -> None:
         """Hand the lease back: the trial waits in the queue again, no retry used up."""

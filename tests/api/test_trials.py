@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import psycopg2
+import pytest
+import sqlalchemy
 from fastapi.testclient import TestClient
 
+import service.db.engine as engine_module
+from service import idempotency
+from service.app import create_app
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
+from tests.conftest import server_settings
+from tests.support import ScratchDatabase
 
 
 def test_ask_answers_a_leased_trial(client: TestClient) -> None:
@@ -392,6 +403,34 @@ def test_complete_with_next_hands_out_the_next_trial_once(client: TestClient) ->
     assert last["next_trial"] is None and last["no_trial_reason"] == "budget_spent"
 
 
+def test_complete_with_next_keeps_the_result_when_the_next_hand_out_fails(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Complete and the next hand-out share one transaction; a failure in the hand-out (here
+    its last statement, after the next trial was inserted) is rolled back to a savepoint, and
+    the completion still commits."""
+    sid = create_study(client)["id"]
+    first = ask(client, sid)
+    body = {"lease_token": first["lease"]["token"], "values": [0.5], "next": {"worker_id": "w"}}
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("record failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(idempotency, "record", broken)
+        with pytest.raises(RuntimeError, match="record failed"):
+            client.post(f"{API}/trials/{first['id']}/complete", json=body)
+    stored = client.get(f"{API}/trials/{first['id']}").json()
+    assert stored["state"] == "complete" and stored["values"] == [0.5]
+    study = client.get(f"{API}/studies/{sid}").json()
+    assert study["n_trials_started"] == 1  # no half-made next trial
+    again = client.post(f"{API}/trials/{first['id']}/complete", json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["state"] == "complete"
+    assert again.json()["next_trial"]["number"] == 1  # the retry gets the next trial
+    assert client.get(f"{API}/studies/{sid}").json()["n_trials_started"] == 2
+
+
 def test_workers_list_shows_who_asked_and_what_they_hold(client: TestClient) -> None:
     sid = create_study(client)["id"]
     held = ask(client, sid, worker="gpu-07:0")
@@ -406,3 +445,63 @@ def test_workers_list_shows_who_asked_and_what_they_hold(client: TestClient) -> 
     rest = client.get(f"{API}/workers", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [w["worker_id"] for w in page["items"] + rest["items"]] == sorted(workers)
     assert_error(client.get(f"{API}/workers", params={"seen_within_s": 0}), 422, "validation_error")
+
+
+class _Counted(psycopg2.extensions.connection):
+    """Counts the round trips (executes) and commits of the service's engine."""
+
+    executes = 0
+    commits = 0
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cursor_factory", _CountedCursor)
+        return super().cursor(*args, **kwargs)
+
+    def commit(self) -> None:
+        _Counted.commits += 1
+        super().commit()
+
+
+class _CountedCursor(psycopg2.extensions.cursor):
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        _Counted.executes += 1
+        return super().execute(query, vars)
+
+
+def test_hot_path_round_trips(
+    db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ask, complete and complete-with-next cost in database round trips once warm
+    (statements prepared, token and study cached): a regression here shows as a new round trip.
+    Each transaction also has psycopg2's BEGIN, which is not counted."""
+
+    def counting_engine(url: Any, **kwargs: Any) -> Any:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "connection_factory": _Counted}
+        return sqlalchemy.create_engine(url, **kwargs)
+
+    monkeypatch.setattr(engine_module, "create_engine", counting_engine)
+    settings = server_settings(db, tmp_path, auth_cache_s=300, reaper_interval_s=300)
+    with TestClient(create_app(settings), headers=db.auth_headers) as client:
+        sid = create_study(client)["id"]
+
+        def cost(call: Callable[[], Any]) -> tuple[int, int]:
+            _Counted.executes = _Counted.commits = 0
+            call()
+            return _Counted.executes, _Counted.commits
+
+        def complete_next(trial: dict[str, Any], value: float) -> Any:
+            token, nxt = trial["lease"]["token"], {"worker_id": "w"}
+            body = {"lease_token": token, "values": [value], "next": nxt}
+            done = client.post(f"{API}/trials/{trial['id']}/complete", json=body)
+            done.raise_for_status()
+            return done.json()["next_trial"]
+
+        # Warm-up: prepares every statement, caches the token and the study, records worker w.
+        complete(client, complete_next(ask(client, sid, worker="w"), 0.1), 0.2)
+        assert cost(lambda: ask(client, sid, worker="w")) == (2, 1)  # lock+read, insert
+        trial = ask(client, sid, worker="w")
+        assert cost(lambda: complete(client, trial, 0.3)) == (1, 1)  # finish
+        trial = ask(client, sid, worker="w")
+        # finish, savepoint+lock+read, insert, the idempotency record (so that a repeated
+        # complete gets the same next trial): four round trips, one commit
+        assert cost(lambda: complete_next(trial, 0.4)) == (4, 1)

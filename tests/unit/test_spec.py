@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 from pydantic import BaseModel, ValidationError
 
 from service.errors import SpecError
+from service.sampling.tpe import ViewTPESampler
 from service.spec import (
     MAX_GRID_POINTS,
     PRUNER_NAMES,
@@ -498,7 +499,7 @@ def test_invalid_given_grids_are_refused(
 
 
 SAMPLER_CLASSES = {
-    "tpe": optuna.samplers.TPESampler,
+    "tpe": ViewTPESampler,  # a TPESampler subclass, same samples (tests/unit/test_view_tpe.py)
     "random": optuna.samplers.RandomSampler,
     "gp": optuna.samplers.GPSampler,
     "cmaes": optuna.samplers.CmaEsSampler,

@@ -1,0 +1,72 @@
+"""Optuna's ``TPESampler`` vs the service's ``ViewTPESampler``, both on Optuna's in-memory storage.
+
+The same history (``bench.ask_tell.history``: finished trials with 10 intermediate values
+each) and the same seed; each round is one ``study.ask`` + ``study.tell``. Prints ms per round
+and checks that both samplers suggested the same parameters (they must: the service's sampler
+only caches per-trial work). Nothing is asserted beyond that equality.
+
+    python bench/tpe_sampler.py [--sizes 100,1000,5000] [--iters 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ask_tell import DISTRIBUTIONS, history, objective
+from service.sampling.tpe import ViewTPESampler
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def run(
+    sampler: optuna.samplers.BaseSampler, size: int, iters: int
+) -> tuple[float, list[dict[str, Any]]]:
+    study = optuna.create_study(sampler=sampler)
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params=p,
+                distributions=DISTRIBUTIONS,
+                value=v,
+                intermediate_values=dict(enumerate(c)),
+            )
+            for p, v, c in history(size)
+        ]
+    )
+    asked = []
+    for _ in range(10):  # warm-up
+        trial = study.ask(DISTRIBUTIONS)
+        study.tell(trial, objective(trial.params))
+    start = time.perf_counter()
+    for _ in range(iters):
+        trial = study.ask(DISTRIBUTIONS)
+        asked.append(trial.params)
+        study.tell(trial, objective(trial.params))
+    return 1000 * (time.perf_counter() - start) / iters, asked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--iters", type=int, default=200)
+    args = parser.parse_args()
+    for size in (int(s) for s in args.sizes.split(",")):
+        stock_ms, stock = run(optuna.samplers.TPESampler(seed=0), size, args.iters)
+        view_ms, view = run(ViewTPESampler(seed=0), size, args.iters)
+        print(
+            f"{size:5} trials: TPESampler {stock_ms:6.2f} ms  ViewTPESampler {view_ms:6.2f} ms"
+            f"  ({stock_ms / view_ms:4.2f}x)  same suggestions: {stock == view}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

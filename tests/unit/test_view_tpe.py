@@ -1,0 +1,166 @@
+"""``ViewTPESampler`` caches per-trial work; it must sample exactly what Optuna's TPE samples.
+
+Each case runs the same history and the same ask/tell sequence twice on Optuna's in-memory
+storage, once with ``optuna.samplers.TPESampler`` and once with the service's sampler built
+from the same options, and requires every suggested parameter to be identical. The histories
+mix complete, pruned (with and without intermediate values, one NaN), infeasible (constraint
+attributes), running and partial (a parameter missing) trials, so every group of TPE's split
+and the constant-liar path are exercised.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from service.sampling.tpe import ViewTPESampler
+from service.spec import SamplerSpec, build_sampler, parse_search_space
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+SPACE = {
+    "lr": FloatDistribution(1e-5, 0.1, log=True),
+    "dropout": FloatDistribution(0.0, 0.5, step=0.05),
+    "layers": IntDistribution(1, 6),
+    "width": IntDistribution(16, 1024, log=True),
+    "batch": CategoricalDistribution([16, 32, 64, 128]),
+    "act": CategoricalDistribution(["relu", "gelu", "tanh"]),
+}
+
+
+def _loss(params: dict[str, Any]) -> float:
+    return (
+        (math.log10(params["lr"]) + 3) ** 2
+        + params["dropout"]
+        + 0.1 * params["layers"]
+        + abs(math.log2(params["width"]) - 7)
+        + params["batch"] / 256
+        + (0.0 if params["act"] == "gelu" else 0.3)
+    )
+
+
+def _history(n_objectives: int, seed: int = 1) -> list[optuna.trial.FrozenTrial]:
+    rng = random.Random(seed)
+    trials = []
+    for i in range(120):
+        params = {
+            "lr": 10 ** rng.uniform(-5, -1),
+            "dropout": rng.randrange(11) * 0.05,
+            "layers": rng.randint(1, 6),
+            "width": rng.choice([16, 40, 128, 333, 1024]),
+            "batch": rng.choice([16, 32, 64, 128]),
+            "act": rng.choice(["relu", "gelu", "tanh"]),
+        }
+        dists = dict(SPACE)
+        if i % 17 == 5:  # a conditional trial without one parameter
+            del params["act"], dists["act"]
+        loss = _loss({"act": "relu", **params})
+        values = [loss, -loss * rng.random()][:n_objectives]
+        kind = i % 10
+        if kind == 3 and n_objectives == 1:  # pruned, with a curve (one ends in NaN)
+            curve = {s: loss * (2 - s / 10) for s in range(rng.randint(1, 6))}
+            if i % 20 == 3:
+                curve[max(curve) + 1] = float("nan")
+            trial = optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                state=TrialState.PRUNED,
+                intermediate_values=curve,
+            )
+        elif kind in (3, 7):  # pruned before any report (Optuna's TPE cannot rank the
+            # curves of pruned trials in a multi-objective study)
+            trial = optuna.trial.create_trial(
+                params=params, distributions=dists, state=TrialState.PRUNED
+            )
+        else:
+            attrs = {"constraints": [rng.uniform(-1, 1)]} if kind == 8 else {}
+            trial = optuna.trial.create_trial(
+                params=params, distributions=dists, values=values, system_attrs=attrs
+            )
+        trials.append(trial)
+    trials[10] = optuna.trial.create_trial(  # a tie on the best value
+        params=trials[11].params,
+        distributions=trials[11].distributions,
+        values=trials[11].values if trials[11].values else [0.5] * n_objectives,
+    )
+    return trials
+
+
+def _run(sampler: optuna.samplers.BaseSampler, directions: list[str]) -> list[dict[str, Any]]:
+    study = optuna.create_study(sampler=sampler, directions=directions)
+    study.add_trials(_history(len(directions)))
+    asked: list[dict[str, Any]] = []
+    running = []
+    for i in range(40):
+        trial = study.ask(SPACE)
+        asked.append(dict(trial.params))
+        loss = _loss(trial.params)
+        if i % 6 == 2:
+            running.append(trial)  # left running: constant liar sees it
+        elif i % 6 == 4:
+            if len(directions) == 1:  # Optuna takes reports from single-objective studies only
+                trial.report(loss * 1.5, 0)
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, [loss, -loss / 2][: len(directions)])
+        if len(running) > 3:
+            study.tell(running.pop(0), [1.0, -1.0][: len(directions)])
+    return asked
+
+
+CASES = [
+    ({}, ["minimize"]),
+    ({}, ["maximize"]),
+    ({"constant_liar": False}, ["minimize"]),
+    ({"multivariate": False}, ["minimize"]),
+    ({"multivariate": True, "group": True}, ["maximize"]),
+    ({"n_startup_trials": 0, "n_ei_candidates": 7, "prior_weight": 2.0}, ["minimize"]),
+    ({"consider_endpoints": True, "consider_magic_clip": False}, ["minimize"]),
+    ({}, ["minimize", "maximize"]),
+]
+
+
+@pytest.mark.parametrize(("options", "directions"), CASES)
+def test_samples_match_optunas_tpe(options: dict[str, Any], directions: list[str]) -> None:
+    stock = optuna.samplers.TPESampler(seed=3, **options)
+    space = parse_search_space(
+        {
+            "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+        }
+    )
+    ours = build_sampler(SamplerSpec(name="tpe", options={"seed": 3, **options}), space, directions)
+    assert isinstance(ours, ViewTPESampler)
+    expected = _run(stock, directions)
+    got = _run(ours, directions)
+    assert got == expected
+    # The history has several trials in every group, so each case exercised the split.
+    assert len({tuple(sorted(p.items())) for p in got}) > 30
+
+
+def test_rows_are_reused_until_a_trial_changes() -> None:
+    sampler = ViewTPESampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.add_trials(_history(1))
+    study.tell(study.ask(SPACE), 1.0)
+    # One cache per searched space (the trials without "act" make it sampled on its own).
+    caches = list(sampler._row_cache.values())
+    before = [dict(cache) for cache in caches]
+    trial = study.ask(SPACE)
+    for cache, old in zip(caches, before, strict=True):
+        assert len(old) > 100
+        # nothing recomputed for trials that did not change
+        assert all(cache[k] is row for k, row in old.items())
+    study.tell(trial, 2.0)
+    study.ask(SPACE)
+    for cache in caches:  # the finished trial is a new object: its row was recomputed
+        assert cache[trial._trial_id].trial.state == TrialState.COMPLETE
