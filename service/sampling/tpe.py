@@ -3,17 +3,20 @@
 On every sample ``optuna.samplers.TPESampler`` walks the whole trial list in Python: each
 trial's parameters are converted to their internal representation, its feasibility read from
 its system attributes, its sort key computed, and the list split into the best ("below") and
-the rest ("above") by sorting trial objects. At 1 000 trials that walk is about two thirds of a
-sample. A study view (``service.sampling.view_storage``) never mutates a trial: a changed trial
-is a new ``FrozenTrial`` object. So :class:`ViewTPESampler` keeps one row per trial object (its
+the rest ("above") by sorting trial objects. At 1 000 trials that walk is about 1.7 of the
+5.6 ms a sample takes on the development machine. A study view
+(``service.sampling.view_storage``) never mutates a trial: a changed trial is a new
+``FrozenTrial`` object. So :class:`ViewTPESampler` keeps one row per trial object (its
 internal parameters, its group and sort key), reuses it while the object is the same, and
-splits with numpy.
+picks the below set with ``heapq.nsmallest`` instead of sorting every trial.
 
 The samples are Optuna's, draw for draw: the same trials end up below and above in the same
 order, the same Parzen estimators are built from the same arrays, and the RNG is consumed in
 the same way (``tests/unit/test_view_tpe.py`` compares whole runs against ``TPESampler``).
 Multi-objective studies keep Optuna's split (a Pareto / hypervolume selection) and share only
-the cached parameter rows.
+the cached parameter rows. The class overrides two private methods of Optuna's TPE
+(``_sample``, ``_get_internal_repr``): Optuna is pinned to the 5.0 line, and the equality
+test is what catches a change of its internals.
 """
 
 from __future__ import annotations
