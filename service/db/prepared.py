@@ -70,6 +70,8 @@ class Statement:
         args: list[Any] = []
         for item in (*before, (self, params)):
             if isinstance(item, str):
+                if "%" in item:  # the query string is interpolated by psycopg2
+                    raise ValueError(f"a plain SQL prefix cannot contain '%': {item!r}")
                 texts.append(item)
                 continue
             statement, values = item
