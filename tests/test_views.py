@@ -11,7 +11,7 @@ from service.studies.schemas import StudyCreate
 from service.studies.service import StudyService, load_definition
 from service.trials.handout import HandoutService
 from service.trials.index import TrialStudyIndex
-from service.trials.leases import LeaseService
+from service.trials.leases import Finish, LeaseService
 from service.trials.schemas import LeasedTrialOut
 from tests.api.helpers import study_body
 
@@ -43,7 +43,7 @@ def test_reports_and_asks_only_see_their_own_study(engine: Engine) -> None:
     for _ in range(3):
         t = _trial(trials, a.id)
         trials.leases.report(t.id, t.lease.token, 0, 1.0)
-        trials.leases.complete(t.id, t.lease.token, "complete", [1.0], None, {})
+        trials.leases.complete(t.id, t.lease.token, Finish("complete", [1.0]))
     t = _trial(trials, b.id)
     trials.leases.report(t.id, t.lease.token, 0, 2.0)
     # Study a changes after b's view last read: b's next refresh must not pick it up.
@@ -65,7 +65,7 @@ def test_a_second_process_view_catches_up(engine: Engine) -> None:
     for service in (one, two, one, one, two):
         t = _trial(service, sid)
         numbers.append(t.number)
-        service.leases.complete(t.id, t.lease.token, "complete", [float(t.number)], None, {})
+        service.leases.complete(t.id, t.lease.token, Finish("complete", [float(t.number)]))
     assert numbers == [0, 1, 2, 3, 4]
     view = views_two.get(sid)
     assert view.storage.n_trials == 4  # trial 4 (its own) comes back on the next refresh

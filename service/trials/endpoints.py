@@ -29,6 +29,7 @@ from service.api.errors import error_responses
 from service.api.params import Cursor, StudyId, TrialId
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from service.trials.handout import HandOut
+from service.trials.leases import Finish
 from service.trials.schemas import (
     AskIn,
     AttrsIn,
@@ -170,20 +171,12 @@ def complete(
     Repeating the call with the same token returns the same result. With ``next``, the answer
     also carries the study's next trial for that worker (or why there is none).
     """
+    finish = Finish(body.state, body.values, body.reason, body.user_attrs)
     if body.next is None:
-        finished, _replayed = leases.complete(
-            trial_id, body.lease_token, body.state, body.values, body.reason, body.user_attrs
-        )
+        finished, _replayed = leases.complete(trial_id, body.lease_token, finish)
         return _json(CompleteOut.model_construct(**dict(finished)))  # validated: no second pass
     finished, following = leases.complete_and_ask(
-        handout,
-        trial_id,
-        body.lease_token,
-        body.state,
-        body.values,
-        body.reason,
-        body.user_attrs,
-        body.next.worker_id,
+        handout, trial_id, body.lease_token, finish, body.next.worker_id
     )
     out = CompleteOut.model_construct(**dict(finished))
     out.next_trial, out.no_trial_reason = following.trial, following.reason

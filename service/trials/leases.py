@@ -9,7 +9,8 @@ call is one transaction, committed before it returns.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -24,6 +25,29 @@ from service.trials.read_model import to_trial_out
 from service.trials.schemas import TrialOut
 
 _FINISHED = {"COMPLETE", "PRUNED", "FAIL"}
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How a complete call finishes its trial: ``complete`` with values, ``pruned``, or
+    ``failed`` with a reason; user attributes with any of them."""
+
+    state: str
+    values: Sequence[float] | None = None
+    reason: str | None = None
+    user_attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def run(self, conn: Connection, trial_id: int, token: str) -> dict[str, Any] | None:
+        """The finishing statement: the finished trial, or None if it changed nothing."""
+        return repo.finish(
+            conn,
+            trial_id=trial_id,
+            token=token,
+            state=OPTUNA_STATE[self.state],
+            values=self.values,
+            fail_reason=self.reason if self.state == "failed" else None,
+            user_attrs=self.user_attrs,
+        )
 
 
 class LeaseService:
@@ -74,68 +98,36 @@ class LeaseService:
             repo.upsert_trial_attrs(conn, trial_id, attrs)
             repo.touch_trial(conn, trial_id)
 
-    def complete(
-        self,
-        trial_id: int,
-        token: str,
-        state: str,
-        values: Sequence[float] | None,
-        reason: str | None,
-        user_attrs: Mapping[str, Any],
-    ) -> tuple[TrialOut, bool]:
+    def complete(self, trial_id: int, token: str, finish: Finish) -> tuple[TrialOut, bool]:
         """Finish the trial. Repeating it with the same token returns the same trial.
 
         Returns the finished trial and whether this call was such a repetition.
         """
-        finish = self._finisher(trial_id, token, state, values, reason, user_attrs)
         with self._engine.begin() as conn:
-            row = finish(conn)
+            row = finish.run(conn, trial_id, token)
             replayed = row is None
             if replayed:
-                _check_replay(conn, trial_id, token, state, values)
+                _check_replay(conn, trial_id, token, finish.state, finish.values)
                 row = repo.get_trial(conn, trial_id)
         assert row is not None
         return to_trial_out(row, intermediate=True), replayed
 
     def complete_and_ask(
-        self,
-        handout: HandoutService,
-        trial_id: int,
-        token: str,
-        state: str,
-        values: Sequence[float] | None,
-        reason: str | None,
-        user_attrs: Mapping[str, Any],
-        worker_id: str,
+        self, handout: HandoutService, trial_id: int, token: str, finish: Finish, worker_id: str
     ) -> tuple[TrialOut, HandOut]:
         """Finish the trial and lease the study's next trial to ``worker_id``, in one
         transaction. A repeated call gets the same finished trial and the same next trial."""
-        finish = self._finisher(trial_id, token, state, values, reason, user_attrs)
-        both = handout.finish_and_ask(self._index.study_of(trial_id), finish, token, worker_id)
+        both = handout.finish_and_ask(
+            self._index.study_of(trial_id),
+            functools.partial(finish.run, trial_id=trial_id, token=token),
+            token,
+            worker_id,
+        )
         if both is None:  # nothing finished: a repetition (or a lost lease, raised here)
-            finished, replayed = self.complete(trial_id, token, state, values, reason, user_attrs)
+            finished, replayed = self.complete(trial_id, token, finish)
             return finished, handout.ask_next(finished, token, worker_id, replayed)
         row, following = both
         return to_trial_out(row, intermediate=True), following
-
-    @staticmethod
-    def _finisher(
-        trial_id: int,
-        token: str,
-        state: str,
-        values: Sequence[float] | None,
-        reason: str | None,
-        user_attrs: Mapping[str, Any],
-    ) -> Callable[[Connection], dict[str, Any] | None]:
-        return functools.partial(
-            repo.finish,
-            trial_id=trial_id,
-            token=token,
-            state=OPTUNA_STATE[state],
-            values=values,
-            fail_reason=reason if state == "failed" else None,
-            user_attrs=user_attrs,
-        )
 
     def release(self, trial_id: int, token: str) -> None:
         """Hand the lease back: the trial waits in the queue again, no retry used up."""
