@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.deps import SettingsDep
 from service.errors import Unauthorized
@@ -18,17 +19,23 @@ from service.observability.exposition import render
 router = APIRouter(tags=["observability"])
 
 
+_SCRAPER = HTTPBearer(
+    auto_error=False,
+    scheme_name="metrics token",
+    description="HPO_METRICS_TOKEN, when the server sets one",
+)
+
+
 def require_metrics_token(
     settings: SettingsDep,
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_SCRAPER)],
 ) -> None:
     """When ``HPO_METRICS_TOKEN`` is set, the scrape carries it as a bearer token."""
     expected = settings.metrics_token
     if expected is None:
         return
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
-        token.strip().encode(), expected.get_secret_value().encode()
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.encode(), expected.get_secret_value().encode()
     ):
         raise Unauthorized("GET /metrics needs 'Authorization: Bearer <HPO_METRICS_TOKEN>'")
 

@@ -2,8 +2,9 @@
 
 Counting in each process would be wrong as soon as two processes serve the same study (or the
 reaper of one requeues the trial another handed out); the database is the truth, so every
-scrape reads it once (``repository.trial_counts``). When the database does not answer, the
-scrape still succeeds with the process's own metrics and ``hpo_database_up 0``.
+scrape reads it once (``repository.trial_counts``). When the database does not answer (or no
+connection is free in time), the scrape still succeeds with the process's own metrics and
+``hpo_database_up 0``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.observability import repository as repo
 from service.studies.repository import TRIAL_STATES
@@ -29,18 +30,20 @@ class StudyGauges:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
+        studies: list[repo.StudyTrialCounts] | None
         try:
             with self._engine.connect() as conn:
                 studies = repo.trial_counts(conn)
-        except DBAPIError as exc:
-            logger.warning("metrics: the database did not answer: %s", exc.orig)
-            yield GaugeMetricFamily(
-                "hpo_database_up", "1 when the database answered this scrape.", value=0
-            )
-            return
+        except SQLAlchemyError as exc:  # down, or the pool exhausted (a busy server)
+            logger.warning("metrics: the database did not answer: %s", exc)
+            studies = None
         yield GaugeMetricFamily(
-            "hpo_database_up", "1 when the database answered this scrape.", value=1
+            "hpo_database_up",
+            "1 when the database answered this scrape.",
+            value=0 if studies is None else 1,
         )
+        if studies is None:
+            return
         trials = GaugeMetricFamily(
             "hpo_study_trials", "Trials of each study by state.", labels=["study_id", "state"]
         )

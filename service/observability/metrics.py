@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_client.context_managers import Timer
+
+# No ``*_created`` series: one process would export them and several (multiprocess mode) not.
+disable_created_metrics()
 
 # Hot-path requests take milliseconds; long-polling claims wait up to 60 s.
 _REQUEST_BUCKETS = (

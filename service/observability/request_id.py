@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 
 HEADER = "X-Request-ID"
-_HEADER_KEY = HEADER.lower().encode("latin-1")
+HEADER_KEY = HEADER.lower().encode("latin-1")
 # Short and printable: visible ASCII only (no spaces or control characters), at most 128.
 _VALID = re.compile(rb"[\x21-\x7e]{1,128}")
 
@@ -29,6 +29,6 @@ def current_request_id() -> str | None:
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The client's ``X-Request-ID`` when it is short and printable, else a new random id."""
     for name, value in headers:
-        if name == _HEADER_KEY and _VALID.fullmatch(value):
+        if name == HEADER_KEY and _VALID.fullmatch(value):
             return value.decode("ascii")
     return uuid.uuid4().hex

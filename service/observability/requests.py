@@ -12,6 +12,7 @@ and an unknown method is ``other``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from prometheus_client import Counter, Histogram
@@ -19,11 +20,10 @@ from starlette.convertors import PathConvertor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.observability.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
-from service.observability.request_id import HEADER, REQUEST_ID, request_id_from
+from service.observability.request_id import HEADER_KEY, REQUEST_ID, request_id_from
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HEADER_KEY = HEADER.lower().encode("latin-1")
 
 # The counter's and the histogram's child for one (method, route, status).
 _Children = tuple[Counter, Histogram]
@@ -34,7 +34,8 @@ class RequestObserver:
     it in the response's ``X-Request-ID`` header, and counts and times the request.
 
     A request that raises (an unhandled error, answered 500 by the server's error handler
-    further out) is counted as 500; its request id is left set so that the error handler's
+    further out) is counted as 500, one cancelled before it answered (the client went away, or
+    a shutdown cut a long poll) as 499; its request id is left set so that the error handler's
     log line carries it (each request runs in its own task, so it leaks nowhere).
     """
 
@@ -48,7 +49,7 @@ class RequestObserver:
             return
         request_id = request_id_from(scope["headers"])
         token = REQUEST_ID.set(request_id)
-        echo = (_HEADER_KEY, request_id.encode("ascii"))
+        echo = (HEADER_KEY, request_id.encode("ascii"))
         started = time.perf_counter()
         status = 0
 
@@ -62,8 +63,11 @@ class RequestObserver:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            self._observe(scope, status or 500, time.perf_counter() - started)
+        except BaseException as exc:
+            # Cut off before answering: by the client or a shutdown (499, as nginx counts a
+            # client gone), else an error that the server answers with 500.
+            cut = isinstance(exc, asyncio.CancelledError)
+            self._observe(scope, status or (499 if cut else 500), time.perf_counter() - started)
             raise
         self._observe(scope, status or 500, time.perf_counter() - started)
         REQUEST_ID.reset(token)

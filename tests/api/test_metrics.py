@@ -245,15 +245,27 @@ def test_openmetrics_on_request(open_app: TestClient) -> None:
 
 
 @pytest.mark.slow
-def test_counters_add_up_across_server_processes(db: ScratchDatabase) -> None:
+def test_counters_add_up_across_server_processes(db: ScratchDatabase, tmp_path: Path) -> None:
     """Two uvicorn workers share their metrics (multiprocess mode): whichever process answers a
     scrape reports the requests both answered."""
-    env = {"HPO_METRICS_TOKEN": "scrape-me-7f3a", "HPO_LOG_LEVEL": "warning"}
+    shared = tmp_path / "metrics"
+    env = {
+        "HPO_METRICS_TOKEN": "scrape-me-7f3a",
+        "HPO_LOG_LEVEL": "warning",
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
     scrape_auth = {"Authorization": "Bearer scrape-me-7f3a"}
+
+    def counting_processes() -> set[str]:  # counter_<pid>.db: a process that counted requests
+        return {f.stem.split("_")[-1] for f in shared.glob("counter_*.db")}
+
     with ServerProcess(db.url_string, workers=2, env=env) as server:
-        # Fresh connections, so the kernel spreads them over both processes.
-        for _ in range(40):
+        # Fresh connections until both processes have answered some (the kernel picks).
+        health = 0
+        while health < 40 or (len(counting_processes()) < 2 and health < 400):
             assert httpx.get(server.url + "/healthz").status_code == 200
+            health += 1
+        assert len(counting_processes()) == 2, "one process answered every request"
         sid = httpx.post(
             server.url + f"{API}/studies",
             json={
@@ -273,7 +285,7 @@ def test_counters_add_up_across_server_processes(db: ScratchDatabase) -> None:
         for _ in range(6):
             with httpx.Client(base_url=server.url) as fresh:
                 samples = scrape(fresh, **scrape_auth)
-            assert requests_of(samples, "GET", "/healthz", 200) == 40
+            assert requests_of(samples, "GET", "/healthz", 200) == health
             assert requests_of(samples, "POST", ASK_ROUTE, 200) == 6
             assert value(samples, "hpo_sampler_duration_seconds_count", sampler="tpe") == 6
             assert value(samples, "hpo_study_trials", study_id=str(sid), state="running") == 6
