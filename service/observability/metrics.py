@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_client.context_managers import Timer
 
 # No ``*_created`` series: one process would export them and several (multiprocess mode) not.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Hot-path requests take milliseconds; long-polling claims wait up to 60 s.
 _REQUEST_BUCKETS = (
