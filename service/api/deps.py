@@ -1,10 +1,16 @@
-"""Dependencies: the services built in the lifespan, auth, and the Idempotency-Key header."""
+"""Dependencies: the services built in the lifespan, auth, and the Idempotency-Key header.
+
+They are ``async``: FastAPI runs a plain ``def`` dependency in the thread pool, a hop per
+dependency on every request. These only read ``app.state`` and in-memory caches; what needs
+the database (a token or a study not seen before) goes to the thread pool explicitly.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.params import StudyId, TrialId
@@ -23,32 +29,32 @@ from service.trials.leases import LeaseService
 from service.trials.queries import TrialQueries
 
 
-def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> ServerSettings:
     settings: ServerSettings = request.app.state.settings
     return settings
 
 
-def get_studies(request: Request) -> StudyService:
+async def get_studies(request: Request) -> StudyService:
     service: StudyService = request.app.state.studies
     return service
 
 
-def get_handout(request: Request) -> HandoutService:
+async def get_handout(request: Request) -> HandoutService:
     service: HandoutService = request.app.state.handout
     return service
 
 
-def get_leases(request: Request) -> LeaseService:
+async def get_leases(request: Request) -> LeaseService:
     service: LeaseService = request.app.state.leases
     return service
 
 
-def get_trial_queries(request: Request) -> TrialQueries:
+async def get_trial_queries(request: Request) -> TrialQueries:
     service: TrialQueries = request.app.state.trial_queries
     return service
 
 
-def get_work_signal(request: Request) -> WorkSignal:
+async def get_work_signal(request: Request) -> WorkSignal:
     signal: WorkSignal = request.app.state.work_signal
     return signal
 
@@ -61,12 +67,12 @@ TrialQueriesDep = Annotated[TrialQueries, Depends(get_trial_queries)]
 WorkSignalDep = Annotated[WorkSignal, Depends(get_work_signal)]
 
 
-def get_auth(request: Request) -> AuthService:
+async def get_auth(request: Request) -> AuthService:
     service: AuthService = request.app.state.auth
     return service
 
 
-def get_access(request: Request) -> Access:
+async def get_access(request: Request) -> Access:
     access: Access = request.app.state.access
     return access
 
@@ -84,18 +90,25 @@ _BEARER = HTTPBearer(
 )
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
 ) -> Principal:
-    """The caller behind ``Authorization: Bearer <token>`` (401 without a live token)."""
+    """The caller behind ``Authorization: Bearer <token>`` (401 without a live token).
+
+    A token this process recognised lately is answered on the event loop; only a lookup in the
+    database goes to the thread pool."""
     settings: ServerSettings = request.app.state.settings
     if settings.auth == "off":
         return OPEN_PRINCIPAL
     if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
     auth: AuthService = request.app.state.auth
-    return auth.authenticate(credentials.credentials.strip())
+    token = credentials.credentials.strip()
+    principal = auth.cached(token)
+    if principal is None:
+        principal = await run_in_threadpool(auth.authenticate, token)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -116,7 +129,7 @@ class Allowed:
     def __init__(self, permission: Permission) -> None:
         self.permission: Permission = permission
 
-    def __call__(self, principal: PrincipalDep) -> Principal:
+    async def __call__(self, principal: PrincipalDep) -> Principal:
         return _permit(principal, self.permission)
 
 
@@ -126,8 +139,11 @@ class OnStudy:
     def __init__(self, permission: Permission) -> None:
         self.permission: Permission = permission
 
-    def __call__(self, study_id: StudyId, principal: PrincipalDep, access: AccessDep) -> Principal:
-        access.check_study(principal, study_id)
+    async def __call__(
+        self, study_id: StudyId, principal: PrincipalDep, access: AccessDep
+    ) -> Principal:
+        if not access.decided_study(principal, study_id):  # only the database can tell
+            await run_in_threadpool(access.check_study, principal, study_id)
         return _permit(principal, self.permission)
 
 
@@ -137,8 +153,11 @@ class OnTrial:
     def __init__(self, permission: Permission) -> None:
         self.permission: Permission = permission
 
-    def __call__(self, trial_id: TrialId, principal: PrincipalDep, access: AccessDep) -> Principal:
-        access.check_trial(principal, trial_id)
+    async def __call__(
+        self, trial_id: TrialId, principal: PrincipalDep, access: AccessDep
+    ) -> Principal:
+        if not access.decided_trial(principal, trial_id):
+            await run_in_threadpool(access.check_trial, principal, trial_id)
         return _permit(principal, self.permission)
 
 

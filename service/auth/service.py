@@ -39,16 +39,25 @@ class AuthService:
         self._cache: dict[str, tuple[Principal, float]] = {}  # hash → (caller, valid until)
         self._lock = threading.Lock()
 
-    def authenticate(self, token: str) -> Principal:
-        """The caller behind ``token``; :class:`Unauthorized` if it is not a live token."""
-        if not token or len(token) > tokens.MAX_TOKEN_LENGTH:
-            raise Unauthorized(_BAD_TOKEN)
+    def cached(self, token: str) -> Principal | None:
+        """The caller behind ``token`` if this process recognised it within ``cache_s`` (no
+        SQL, safe on the event loop), else None."""
         digest = tokens.token_hash(token)
-        now = time.monotonic()
         with self._lock:
             cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return None
+
+    def authenticate(self, token: str) -> Principal:
+        """The caller behind ``token``; :class:`Unauthorized` if it is not a live token."""
+        if not tokens.looks_like_token(token):
+            raise Unauthorized(_BAD_TOKEN)
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
+        digest = tokens.token_hash(token)
+        now = time.monotonic()
         with self._engine.connect() as conn:
             owner = repo.live_token(conn, digest)
         if owner is None:

@@ -7,15 +7,22 @@ is stored; the token itself is shown once, when it is created.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 TOKEN_PREFIX = "hpo_"
 PREFIX_SHOWN = 12  # characters of a token kept in clear to tell tokens apart in listings
-MAX_TOKEN_LENGTH = 256
+_SHAPE = re.compile(r"hpo_[A-Za-z0-9_-]{43}")
 
 
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def looks_like_token(token: str) -> bool:
+    """Whether ``token`` has the shape ``new_token`` makes (anything else is refused without
+    a database lookup)."""
+    return _SHAPE.fullmatch(token) is not None
 
 
 def token_hash(token: str) -> str:

@@ -19,7 +19,7 @@ OCTET_STREAM = "application/octet-stream"
 STEP_HEADER = "X-Checkpoint-Step"
 
 
-def get_checkpoints(request: Request) -> CheckpointService:
+async def get_checkpoints(request: Request) -> CheckpointService:
     service: CheckpointService = request.app.state.checkpoints
     return service
 

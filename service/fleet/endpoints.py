@@ -16,7 +16,7 @@ from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 router = APIRouter(tags=["workers"])
 
 
-def get_fleet(request: Request) -> FleetService:
+async def get_fleet(request: Request) -> FleetService:
     service: FleetService = request.app.state.fleet
     return service
 

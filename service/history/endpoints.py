@@ -25,7 +25,7 @@ from service.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Page
 router = APIRouter(tags=["history"])
 
 
-def get_history(request: Request) -> HistoryService:
+async def get_history(request: Request) -> HistoryService:
     service: HistoryService = request.app.state.history
     return service
 

@@ -16,7 +16,7 @@ from service.live.service import LiveService
 router = APIRouter(tags=["live"])
 
 
-def get_live(request: Request) -> LiveService:
+async def get_live(request: Request) -> LiveService:
     service: LiveService = request.app.state.live
     return service
 

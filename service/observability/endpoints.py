@@ -26,7 +26,7 @@ _SCRAPER = HTTPBearer(
 )
 
 
-def require_metrics_token(
+async def require_metrics_token(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_SCRAPER)],
 ) -> None:
