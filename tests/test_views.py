@@ -38,8 +38,8 @@ def _trial(trials: _Trials, study_id: int) -> LeasedTrialOut:
 
 def test_reports_and_asks_only_see_their_own_study(engine: Engine) -> None:
     studies, trials, views = _services(engine)
-    a = studies.create(StudyCreate.model_validate(study_body("a", max_trials=None)))
-    b = studies.create(StudyCreate.model_validate(study_body("b", max_trials=None)))
+    a = studies.create(StudyCreate.model_validate(study_body("a", max_trials=None)), team_id=None)
+    b = studies.create(StudyCreate.model_validate(study_body("b", max_trials=None)), team_id=None)
     for _ in range(3):
         t = _trial(trials, a.id)
         trials.leases.report(t.id, t.lease.token, 0, 1.0)
@@ -60,7 +60,9 @@ def test_a_second_process_view_catches_up(engine: Engine) -> None:
     """Two independent service instances (as in two server processes) on one database."""
     studies, one, _ = _services(engine)
     _, two, views_two = _services(engine)
-    sid = studies.create(StudyCreate.model_validate(study_body("shared", max_trials=None))).id
+    sid = studies.create(
+        StudyCreate.model_validate(study_body("shared", max_trials=None)), team_id=None
+    ).id
     numbers = []
     for service in (one, two, one, one, two):
         t = _trial(service, sid)

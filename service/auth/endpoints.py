@@ -56,8 +56,7 @@ def create_token(body: TokenCreate, admin: TeamAdmin, auth: AuthDep) -> IssuedTo
 def list_tokens(admin: TeamAdmin, auth: AuthDep) -> Page[TokenOut]:
     """The caller's team's tokens, revoked ones included (admin role). One page: a team has
     few tokens."""
-    team = None if admin.team_id is None else admin.team
-    return Page(items=[_out(row) for row in auth.list(team)], next_cursor=None)
+    return Page(items=[_out(row) for row in auth.list_of(admin.team_id)], next_cursor=None)
 
 
 @router.delete(

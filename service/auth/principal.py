@@ -19,6 +19,3 @@ class Principal:
 
     def may(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
-
-    def sees_team(self, team_id: int | None) -> bool:
-        return self.team_id is None or self.team_id == team_id

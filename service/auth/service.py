@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -99,11 +100,16 @@ class AuthService:
         return IssuedToken(info, secret)
 
     def list(self, team: str | None) -> list[repo.TokenRow]:
-        """Tokens of ``team`` (of every team for None)."""
+        """Tokens of the team named ``team`` (of every team for None)."""
         with self._engine.connect() as conn:
             team_id = None if team is None else repo.find_team(conn, team)
             if team is not None and team_id is None:
                 raise NotFound(f"no team named {team!r}")
+            return repo.list_tokens(conn, team_id)
+
+    def list_of(self, team_id: int | None) -> Sequence[repo.TokenRow]:
+        """Tokens of the team with id ``team_id`` (of every team for None)."""
+        with self._engine.connect() as conn:
             return repo.list_tokens(conn, team_id)
 
     def revoke(self, token_id: int, team_id: int | None) -> repo.TokenRow:
@@ -118,9 +124,8 @@ class AuthService:
 
 
 def _role(value: str) -> Role:
-    for role in ROLES:
-        if role == value:
-            return role
+    if value in ROLES:
+        return value
     raise InvalidInput(f"unknown role {value!r}; roles are {', '.join(ROLES)}")
 
 

@@ -20,7 +20,7 @@ class FleetService:
         self._engine = engine
 
     def list(
-        self, *, seen_within_s: int, cursor: str | None, limit: int, team_id: int | None = None
+        self, *, seen_within_s: int, cursor: str | None, limit: int, team_id: int | None
     ) -> Page[WorkerOut]:
         """The team's workers (every team's for None)."""
         after = decode_key(cursor, f"workers:{seen_within_s}", _WORKER_KEY)

@@ -51,7 +51,7 @@ def studies_summary(
 ) -> Page[StudySummaryOut]:
     """Every study of the caller's team with trial counts, best value (or Pareto front size),
     last activity and the workers running its trials, in study id order."""
-    return history.summary(cursor, limit, caller.team_id)
+    return history.summary(cursor, limit, team_id=caller.team_id)
 
 
 @router.get("/studies/{study_id}/history", responses=error_responses(400, 404))

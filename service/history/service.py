@@ -77,7 +77,7 @@ class HistoryService:
     # ---- studies overview ----
 
     def summary(
-        self, cursor: str | None, limit: int, team_id: int | None = None
+        self, cursor: str | None, limit: int, *, team_id: int | None
     ) -> Page[StudySummaryOut]:
         """A page of the team's studies (every team's for None) with counts, best value or
         Pareto front size, last activity and running workers: three statements whatever the

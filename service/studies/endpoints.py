@@ -45,7 +45,7 @@ def create_study(
     """Create a study of the caller's team. 409 on a duplicate name, 422 with details for any
     invalid field."""
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
-    return studies.create(body, idem, caller.team_id)
+    return studies.create(body, idem, team_id=caller.team_id)
 
 
 @router.get("", responses=error_responses(400))
@@ -62,7 +62,7 @@ def list_studies(
 
 @router.get("/by-name/{name}", responses=error_responses(404))
 def get_study_by_name(name: StudyNamePath, studies: StudiesDep, caller: TeamReader) -> StudyOut:
-    return studies.get_by_name(name, caller.team_id)
+    return studies.get_by_name(name, team_id=caller.team_id)
 
 
 @router.get("/{study_id}", responses=error_responses(404))

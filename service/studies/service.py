@@ -32,7 +32,7 @@ class StudyService:
         self._checkpoints = checkpoints
 
     def create(
-        self, body: StudyCreate, idem: IdempotencyKey | None = None, team_id: int | None = None
+        self, body: StudyCreate, idem: IdempotencyKey | None = None, *, team_id: int | None
     ) -> StudyOut:
         """Validate the whole specification (a dry run of its sampler and pruner), then store it
         as a study of the team (of the ``default`` team for None).
@@ -103,7 +103,7 @@ class StudyService:
             raise NotFound(f"study {study_id} does not exist")
         return to_study_out(row)
 
-    def get_by_name(self, name: str, team_id: int | None = None) -> StudyOut:
+    def get_by_name(self, name: str, *, team_id: int | None) -> StudyOut:
         """The study of that name in the team (in any team for None)."""
         with self._engine.connect() as conn:
             row = repo.get_study_by_name(conn, name, team_id)
@@ -117,7 +117,7 @@ class StudyService:
         state: str | None,
         cursor: str | None,
         limit: int = DEFAULT_LIMIT,
-        team_id: int | None = None,
+        team_id: int | None,
     ) -> Page[StudyOut]:
         """The team's studies (every team's for None)."""
         kind = f"studies:{state or ''}"

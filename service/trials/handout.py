@@ -140,7 +140,7 @@ class HandoutService:
         idem: IdempotencyKey | None = None,
         *,
         maybe_replay: bool = True,
-        team_id: int | None = None,
+        team_id: int | None,
     ) -> HandOut:
         """One attempt to lease a trial from any eligible study of the team (of any team for
         None), least recently served first.
@@ -187,7 +187,9 @@ class HandoutService:
         team_id: int | None,
     ) -> HandOut:
         with self._engine.begin() as conn:
-            candidates = repo.claim_candidates(conn, study_ids, tasks, _CLAIM_CANDIDATES, team_id)
+            candidates = repo.claim_candidates(
+                conn, study_ids, tasks, _CLAIM_CANDIDATES, team_id=team_id
+            )
             self._touch_worker(conn, worker_id, tasks, team_id=team_id)
         for study_id in candidates:
             try:

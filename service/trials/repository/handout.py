@@ -288,7 +288,8 @@ def claim_candidates(
     study_ids: Sequence[int] | None,
     tasks: Sequence[str] | None,
     limit: int,
-    team_id: int | None = None,
+    *,
+    team_id: int | None,
 ) -> list[int]:
     """Running studies of the team (of any team for None) with something to hand out, least
     recently served first (fairness)."""
