@@ -18,7 +18,7 @@ transport errors; must be 0), PostgreSQL connections of the server over time
 over time.
 
     python bench/load.py [--duration 300] [--workers 64] [--studies 16] [--reports 3]
-                         [--step-s 0.05] [--study-trials 300] [--pool-size 10] [--max-overflow 20]
+                         [--step-s 0.05] [--study-trials 300] [--pool-size 20] [--max-overflow 20]
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ and invalid requests for every operation from it and checks every answer: never 
 documented status codes and content types, bodies and headers as the schema says.
 
 Bounded and reproducible: derandomized Hypothesis (the same cases every run), 40 cases per
-operation, valid and invalid mixed (an invalid one may drop the ``Authorization`` header: that
-401 is checked too), no deadlines; about half a minute in all. Nothing is excluded; two
-operations are bounded instead:
+operation, valid and invalid mixed, no deadlines; about half a minute in all. Nothing is
+excluded; two operations are bounded instead:
 
 * ``POST /trials/claim`` long-polls up to ``wait_seconds`` (60 s in the schema): the server runs
   with ``HPO_CLAIM_MAX_WAIT_S`` at half a second, which caps every wait.
@@ -56,7 +55,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 EVENTS_PATH = f"{API}/studies/{{study_id}}/events"
-STREAM_READ_S = 0.3  # how long an event stream is read before the call returns
+STREAM_READ_S = 1.0  # how long an event stream is read before the call returns
 SERVER_ENV = {
     "HPO_CLAIM_MAX_WAIT_S": "0.5",  # every long poll ends within half a second
     "HPO_EVENTS_HEARTBEAT_S": "0.1",  # event streams send a comment at once

@@ -75,7 +75,7 @@ def test_every_api_route_refuses_calls_without_a_token(app_client: TestClient) -
 
 
 def test_malformed_unknown_and_revoked_tokens_are_refused(
-    app_client: TestClient, db: ScratchDatabase, engine: Engine
+    app_client: TestClient, db: ScratchDatabase
 ) -> None:
     for header in (
         "Bearer",
@@ -100,10 +100,12 @@ def test_malformed_unknown_and_revoked_tokens_are_refused(
 def test_expired_tokens_are_refused_even_when_cached(
     app_client: TestClient, engine: Engine
 ) -> None:
-    issued = AuthService(engine).issue("short", "read", expires_in=dt.timedelta(seconds=1.5))
+    issued = AuthService(engine).issue("short", "read", expires_in=dt.timedelta(seconds=3))
     caller = Caller(app_client, issued.token)
     assert caller.get("/studies").status_code == 200  # now cached for up to auth_cache_s (5 s)
-    time.sleep(1.7)
+    expires_at = issued.info.expires_at
+    assert expires_at is not None
+    time.sleep(max(0.0, (expires_at - dt.datetime.now(dt.UTC)).total_seconds() + 0.2))
     assert_error(caller.get("/studies"), 401, "unauthorized")
 
 

@@ -1,5 +1,7 @@
 """A scenario's view of its study while faults fly: read from PostgreSQL directly, so it
-works while API processes are down (and says so while PostgreSQL is)."""
+works while API processes are down (and says so while PostgreSQL is). Times are this
+process's ``time.time()`` compared with PostgreSQL's ``created_at``, so the database must run
+on the same host as the test (as the local and the embedded servers do)."""
 
 from __future__ import annotations
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from tests.support import free_port
 
 DropMode = Literal["before", "after", "mid"]
 DROP_MODES: tuple[DropMode, ...] = ("before", "after", "mid")
@@ -97,7 +98,7 @@ class FaultyProxy:
     def __init__(self, upstream_port: int, policy: Policy | None = None) -> None:
         self.upstream_port = upstream_port
         self.policy = policy
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._drops: Counter[tuple[DropMode, str]] = Counter()
         self._lost_answers: Counter[tuple[DropMode, str, int]] = Counter()
@@ -261,9 +262,3 @@ async def _close(ex: _Exchange) -> None:
     for writer in ex.writers:
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

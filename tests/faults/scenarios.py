@@ -78,12 +78,14 @@ def worker_kills(
     workdir: Path,
     *,
     kills: int,
-    every_s: float,
+    jitter_s: float = 0.5,
     seed: int = 0,
     timeout_s: float = 600,
 ) -> ChaosReport:
-    """Every ``every_s`` (± 50 %) SIGKILL a random worker that holds a lease with at least two
-    steps to go, and start a fresh worker, until ``kills`` kills or the study's end.
+    """``kills`` times, evenly through the study (kill ``i`` once ``trials * (i + 1) //
+    (kills + 1)`` trials finished, then up to ``jitter_s`` later), SIGKILL a random worker that
+    holds a lease with at least two steps to go, and start a fresh worker; stop early only if
+    the study ends first.
 
     A kill hits when the trial's lease then expired; ``recovered_s`` is from the kill to the
     trial being leased again (lease expiry + reaper + a claim)."""
@@ -96,17 +98,27 @@ def worker_kills(
             for _ in range(plan.workers):
                 fleet.start(server.url)
             deadline = time.monotonic() + timeout_s
-            while len(faults) < kills and (finished_count(db.dsn, study_id) or 0) < plan.trials:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the kill scenario ran out of time")
-                time.sleep(every_s * rng.uniform(0.5, 1.5))
-                victims = [
-                    (w, t)
-                    for w, t, reported in live_leases(db.dsn, study_id)
-                    if w in fleet.live and plan.steps - reported >= 2
-                ]
+            for i in range(kills):
+                wait_finished(
+                    db.dsn,
+                    study_id,
+                    plan.trials * (i + 1) // (kills + 1),
+                    deadline - time.monotonic(),
+                )
+                time.sleep(rng.uniform(0, jitter_s))
+                victims: list[tuple[str, int]] = []
+                while not victims and (finished_count(db.dsn, study_id) or 0) < plan.trials:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the kill scenario ran out of time")
+                    victims = [
+                        (w, t)
+                        for w, t, reported in live_leases(db.dsn, study_id)
+                        if w in fleet.live and plan.steps - reported >= 2
+                    ]
+                    if not victims:
+                        time.sleep(0.05)
                 if not victims:
-                    continue
+                    break  # the study finished first
                 worker_id, trial_id = rng.choice(victims)
                 fleet.kill(worker_id)
                 faults.append(Fault("kill -9 worker", worker_id, time.time(), trial_id))
@@ -185,8 +197,9 @@ def two_apis(
                 # Workers of the victim now: its own first-choice ones, and (for B) A's, which
                 # moved to B when A died and stayed there.
                 moved = users[a.url] if victim is b else []
-                fault = Fault("kill -9 one of two APIs", victim.url, time.time())
                 kill_server(victim)
+                # After the kill: an event the dying server committed is not a fail-over.
+                fault = Fault("kill -9 one of two APIs", victim.url, time.time())
                 failover = wait_for_event(
                     db.dsn, study_id, fault.at, users[victim.url] + moved, failover_timeout_s
                 )

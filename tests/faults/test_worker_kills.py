@@ -21,7 +21,7 @@ def test_killed_workers_lose_and_duplicate_no_trial(database: Database, tmp_path
     trials finished once each.
     """
     plan = StudyPlan(trials=40, workers=4, steps=6, sleep_s=0.15, lease_seconds=3)
-    report = worker_kills(database, plan, tmp_path, kills=6, every_s=1.5)
+    report = worker_kills(database, plan, tmp_path, kills=6)
     report.assert_sound()
     assert len(report.faults) == 6, report.explain()
     assert not report.missed, [f.target for f in report.missed]
