@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -62,31 +62,45 @@ def _worker(
             log.append(trial)
 
 
-def test_budget_is_exact_across_processes(two_servers: list[ServerProcess]) -> None:
+_Client = Callable[[list[str], dict[str, str], int, str, list[dict], list[str]], None]
+
+
+def _race(servers: list[ServerProcess], client: _Client, name: str) -> tuple[list[dict], dict]:
+    """12 clients run ``client`` on one study of 60 trials across both processes; checks that
+    each trial was handed out once, numbered 0..59, with no repeated suggestion, and returns
+    the trials handed out and the study."""
     n_trials, n_clients = 60, 12
-    urls = [s.url for s in two_servers]
-    auth = two_servers[0].headers
-    body = study_body("race", max_trials=n_trials, max_parallel=None, pruner={"name": "none"})
+    urls = [s.url for s in servers]
+    auth = servers[0].headers
+    body = study_body(name, max_trials=n_trials, max_parallel=None, pruner={"name": "none"})
     sid = httpx.post(f"{urls[0]}/api/v1/studies", json=body, headers=auth).json()["id"]
     log: list[dict] = []
     errors: list[str] = []
-    threads = [
-        threading.Thread(target=_worker, args=(urls, auth, sid, f"c{i}", log, errors))
-        for i in range(n_clients)
-    ]
+
+    def run(i: int) -> None:
+        try:
+            client(urls, auth, sid, f"{name}-{i}", log, errors)
+        except Exception as exc:  # a client that crashed is a failure, not a silent thread
+            errors.append(f"client {i}: {exc!r}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a client did not finish in 300 s"
     assert errors == []
-    assert len(log) == n_trials
     assert sorted(t["number"] for t in log) == list(range(n_trials))
     assert len({t["id"] for t in log}) == n_trials
-    lrs = [t["params"]["lr"] for t in log]
-    assert len(set(lrs)) == n_trials  # no duplicated suggestions from stale views
+    assert len({t["params"]["lr"] for t in log}) == n_trials  # no repeat from a stale view
     study = httpx.get(f"{urls[1]}/api/v1/studies/{sid}", headers=auth).json()
     assert study["n_trials_started"] == n_trials
     assert study["trial_counts"]["complete"] == n_trials
+    return log, study
+
+
+def test_budget_is_exact_across_processes(two_servers: list[ServerProcess]) -> None:
+    _, study = _race(two_servers, _worker, "race")
     assert study["state"] == "completed"
 
 
@@ -127,24 +141,4 @@ def _next_worker(
 
 
 def test_budget_is_exact_with_complete_and_next(two_servers: list[ServerProcess]) -> None:
-    n_trials, n_clients = 60, 12
-    urls = [s.url for s in two_servers]
-    auth = two_servers[0].headers
-    body = study_body("race-next", max_trials=n_trials, max_parallel=None, pruner={"name": "none"})
-    sid = httpx.post(f"{urls[0]}/api/v1/studies", json=body, headers=auth).json()["id"]
-    log: list[dict] = []
-    errors: list[str] = []
-    threads = [
-        threading.Thread(target=_next_worker, args=(urls, auth, sid, f"n{i}", log, errors))
-        for i in range(n_clients)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert errors == []
-    assert sorted(t["number"] for t in log) == list(range(n_trials))
-    assert len({t["params"]["lr"] for t in log}) == n_trials
-    study = httpx.get(f"{urls[1]}/api/v1/studies/{sid}", headers=auth).json()
-    assert study["n_trials_started"] == n_trials
-    assert study["trial_counts"]["complete"] == n_trials
+    _race(two_servers, _next_worker, "race-next")

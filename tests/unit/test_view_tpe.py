@@ -133,9 +133,14 @@ CASES = [
 @pytest.mark.parametrize(("options", "directions"), CASES)
 def test_samples_match_optunas_tpe(options: dict[str, Any], directions: list[str]) -> None:
     stock = optuna.samplers.TPESampler(seed=3, **options)
-    space = parse_search_space(
+    space = parse_search_space(  # SPACE as a study would declare it
         {
             "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.05},
+            "layers": {"type": "int", "low": 1, "high": 6},
+            "width": {"type": "int", "low": 16, "high": 1024, "log": True},
+            "batch": {"type": "categorical", "choices": [16, 32, 64, 128]},
+            "act": {"type": "categorical", "choices": ["relu", "gelu", "tanh"]},
         }
     )
     ours = build_sampler(SamplerSpec(name="tpe", options={"seed": 3, **options}), space, directions)
