@@ -84,10 +84,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # Every /api route takes its caller from service.api.deps (a bearer token, checked against
     # the study's or trial's team); only health, the dashboard's static pages and the schema
     # are open.
-    # Before the studies router, whose /studies/{study_id} would otherwise take /studies/summary.
+    # Routes are matched in order, one by one, on every request: the trials router (ask, claim,
+    # heartbeat, report, complete: the hot path) first. No two routers have overlapping paths,
+    # except that history must come before studies, whose /studies/{study_id} would otherwise
+    # take /studies/summary.
+    app.include_router(trials_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(history_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(studies_router, prefix=API_PREFIX, responses=API_ERRORS)
-    app.include_router(trials_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(checkpoints_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(fleet_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(live_router, prefix=API_PREFIX, responses=API_ERRORS)
@@ -128,7 +131,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     trial_index = TrialStudyIndex(engine)
     app.state.access = Access(engine, trial_index)
     app.state.handout = HandoutService(engine, views, trial_index)
-    app.state.leases = LeaseService(engine, views, trial_index)
+    app.state.leases = LeaseService(engine, views, trial_index, app.state.handout)
     app.state.trial_queries = TrialQueries(engine)
     app.state.fleet = FleetService(engine)
     app.state.checkpoints = CheckpointService(

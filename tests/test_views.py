@@ -22,7 +22,7 @@ class _Trials:
     def __init__(self, engine: Engine, views: StudyViews) -> None:
         index = TrialStudyIndex(engine)
         self.handout = HandoutService(engine, views, index)
-        self.leases = LeaseService(engine, views, index)
+        self.leases = LeaseService(engine, views, index, self.handout)
 
 
 def _services(engine: Engine) -> tuple[StudyService, _Trials, StudyViews]:

@@ -163,9 +163,7 @@ def set_attrs(trial_id: TrialId, body: AttrsIn, leases: LeasesDep, _: TrialRunne
 
 
 @router.post("/trials/{trial_id}/complete", response_model=CompleteOut, responses=_LEASE_ERRORS)
-def complete(
-    trial_id: TrialId, body: CompleteIn, leases: LeasesDep, handout: HandoutDep, _: TrialRunner
-) -> Response:
+def complete(trial_id: TrialId, body: CompleteIn, leases: LeasesDep, _: TrialRunner) -> Response:
     """Finish the trial: complete with values, pruned, or failed with a reason.
 
     Repeating the call with the same token returns the same result. With ``next``, the answer
@@ -176,7 +174,7 @@ def complete(
         finished, _replayed = leases.complete(trial_id, body.lease_token, finish)
         return _json(CompleteOut.model_construct(**dict(finished)))  # validated: no second pass
     finished, following = leases.complete_and_ask(
-        handout, trial_id, body.lease_token, finish, body.next.worker_id
+        trial_id, body.lease_token, finish, body.next.worker_id
     )
     out = CompleteOut.model_construct(**dict(finished))
     out.next_trial, out.no_trial_reason = following.trial, following.reason

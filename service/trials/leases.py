@@ -51,10 +51,15 @@ class Finish:
 
 
 class LeaseService:
-    def __init__(self, engine: Engine, views: StudyViews, index: TrialStudyIndex) -> None:
+    """``handout`` leases the next trial of a complete that asks for one (``complete_and_ask``)."""
+
+    def __init__(
+        self, engine: Engine, views: StudyViews, index: TrialStudyIndex, handout: HandoutService
+    ) -> None:
         self._engine = engine
         self._views = views
         self._index = index
+        self._handout = handout
 
     def heartbeat(self, trial_id: int, token: str) -> tuple[Any, bool]:
         """Extend the lease; returns (new expiry, should_stop)."""
@@ -113,10 +118,11 @@ class LeaseService:
         return to_trial_out(row, intermediate=True), replayed
 
     def complete_and_ask(
-        self, handout: HandoutService, trial_id: int, token: str, finish: Finish, worker_id: str
+        self, trial_id: int, token: str, finish: Finish, worker_id: str
     ) -> tuple[TrialOut, HandOut]:
         """Finish the trial and lease the study's next trial to ``worker_id``, in one
         transaction. A repeated call gets the same finished trial and the same next trial."""
+        handout = self._handout
         both = handout.finish_and_ask(
             self._index.study_of(trial_id),
             functools.partial(finish.run, trial_id=trial_id, token=token),
