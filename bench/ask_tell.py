@@ -2,7 +2,9 @@
 
 For each sampler (TPE with defaults, random) and each study size (100, 1 000, 5 000 finished
 trials, each with 10 intermediate values), the study is prefilled with the same history in one
-bulk insert, then timed for ``--iters`` sequential ask+tell rounds:
+bulk insert, then timed for ``--iters`` sequential ask+tell rounds (in ``--blocks`` turns,
+each system running one block in turn, so that a shared machine's drift in speed weighs on all
+of them alike):
 
 - service: POST /studies/{id}/trials then POST /trials/{id}/complete, against ``hpo serve``
   (one process) on the same PostgreSQL;
@@ -13,6 +15,7 @@ It also times one report with a pruning decision (median pruner), and counts SQL
 per ask+tell for the service and for Optuna RDB. Prints a table; nothing is asserted.
 
     python bench/ask_tell.py [--sizes 100,1000,5000] [--samplers tpe,random] [--iters 100]
+                             [--blocks 10]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -223,6 +226,23 @@ def time_service_next(
     return latencies, cpu, []
 
 
+def interleaved(
+    systems: Sequence[tuple[str, Callable[[int], Timings]]], iters: int, blocks: int
+) -> dict[str, Timings]:
+    """Each system's timings over ``iters`` rounds, run in ``blocks`` turns: every system runs
+    a block in turn, so a machine that speeds up or slows down during the run (a shared VM
+    does) weighs on all of them alike. One untimed block each first (view load, caches)."""
+    per_block = max(1, iters // blocks)
+    out: dict[str, Timings] = {name: ([], [], []) for name, _ in systems}
+    for _, run in systems:
+        run(per_block)
+    for _ in range(blocks):
+        for name, run in systems:
+            for into, got in zip(out[name], run(per_block), strict=True):
+                into.extend(got)
+    return out
+
+
 class _Counter:
     statements = 0
     round_trips = 0
@@ -345,6 +365,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--samplers", default="tpe,random")
     parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument(
+        "--blocks", type=int, default=10, help="turns the systems take (see interleaved())"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -386,15 +409,15 @@ def main() -> None:
                     }
                     sid = httpx.post(f"{base}/api/v1/studies", json=body, headers=AUTH).json()["id"]
                     prefill(dsn, sid, rows, service=True)
-                    systems: list[tuple[str, Callable[[], Timings]]] = [
-                        ("optuna-mem", partial(time_optuna, mem, args.iters)),
-                        ("optuna-rdb", partial(time_optuna, rdb, args.iters)),
-                        ("service", partial(time_service, base, sid, args.iters)),
-                        ("svc-1req", partial(time_service_next, base, sid, args.iters)),
+                    systems: list[tuple[str, Callable[[int], Timings]]] = [
+                        ("optuna-mem", partial(time_optuna, mem)),
+                        ("optuna-rdb", partial(time_optuna, rdb)),
+                        ("service", partial(time_service, base, sid)),
+                        ("svc-1req", partial(time_service_next, base, sid)),
                     ]
-                    for name, run in systems:
-                        run()  # warm-up round (view load, caches) is not timed
-                        lat, cpu, rep = run()
+                    timings = interleaved(systems, args.iters, args.blocks)
+                    for name, _ in systems:
+                        lat, cpu, rep = timings[name]
                         reports = (
                             summary(rep)
                             if rep
