@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +45,14 @@ Space = tuple[tuple[str, BaseDistribution], ...]
 @dataclass(frozen=True, slots=True)
 class _Row:
     trial: FrozenTrial  # the object this row was computed from (rows are reused by identity)
+    number: int  # the trial's number (a plain slot: FrozenTrial.number is a property)
     group: int
     key: tuple[float, float]  # the order within the group
     internal: tuple[Any, ...] | None  # the space's parameters, internal; None if one is missing
+
+
+_by_key = operator.attrgetter("key")
+_by_number = operator.attrgetter("number")
 
 
 class ViewTPESampler(TPESampler):
@@ -55,9 +61,14 @@ class ViewTPESampler(TPESampler):
     _row_cache: dict[tuple[Space, bool, bool], dict[int, _Row]]
 
     def _rows(
-        self, study: Study, trials: Sequence[FrozenTrial], space: dict[str, BaseDistribution]
+        self,
+        study: Study,
+        trials: Sequence[FrozenTrial],
+        space: dict[str, BaseDistribution],
+        skip: int | None = None,
     ) -> list[_Row]:
-        """One row per trial, computed only for trial objects not seen before."""
+        """One row per trial but the one whose id is ``skip``, computed only for trial objects
+        not seen before."""
         try:
             caches = self._row_cache
         except AttributeError:
@@ -68,6 +79,8 @@ class ViewTPESampler(TPESampler):
         cache = caches.setdefault((space_key, maximize, multivariate), {})
         rows = []
         for trial in trials:
+            if trial._trial_id == skip:
+                continue
             row = cache.get(trial._trial_id)
             if row is None or row.trial is not trial:
                 row = self._row(study, trial, space_key, maximize)
@@ -97,7 +110,7 @@ class ViewTPESampler(TPESampler):
                 key = (-trial.values[0] if maximize else trial.values[0], 0.0)
         else:
             group, key = _PRUNED, _pruned_key(trial, maximize)
-        return _Row(trial, group, key, internal)
+        return _Row(trial, trial.number, group, key, internal)
 
     def _get_internal_repr(
         self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution], study: Study
@@ -113,14 +126,14 @@ class ViewTPESampler(TPESampler):
         if self._constant_liar:
             states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
             trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
-            trials = [t for t in trials if t.number != trial.number]
         else:
             states = (TrialState.COMPLETE, TrialState.PRUNED)
             trials = study._get_trials(deepcopy=False, states=states, use_cache=True)
         if self._gamma is None:
             self._gamma = default_gamma
-        rows = self._rows(study, trials, search_space)
-        below, above = _split(rows, self._gamma(sum(r.group != _RUNNING for r in rows)))
+        # With the constant liar, every trial but the one being sampled.
+        rows = self._rows(study, trials, search_space, skip=trial._trial_id)
+        below, above = _split(rows, self._gamma)
         names, build = list(search_space), self._parzen_estimator_cls
         options = self._parzen_estimator_parameters
         mpe_below = build(_observations(below, names), search_space, options)
@@ -143,33 +156,28 @@ def _pruned_key(trial: FrozenTrial, maximize: bool) -> tuple[float, float]:
     return (-step, -value if maximize else value)
 
 
-def _split(rows: list[_Row], n_below: int) -> tuple[list[_Row], list[_Row]]:
+def _split(rows: list[_Row], gamma: Callable[[int], int]) -> tuple[list[_Row], list[_Row]]:
     """Optuna's single-objective split: the best complete trials, then the furthest pruned ones,
-    then the least infeasible ones fill ``n_below``; both sides ordered by trial number.
+    then the least infeasible ones fill ``gamma(number of finished trials)``; both sides
+    ordered by trial number.
 
-    ``heapq.nsmallest`` is ``sorted(...)[:n]``, ties kept in input order, as Optuna's sort."""
+    ``heapq.nsmallest`` is ``sorted(...)[:n]``, ties kept in input order, as Optuna's sort.
+    The keys are slots read by ``operator.attrgetter`` (no Python call per row)."""
     groups: dict[int, list[_Row]] = {_COMPLETE: [], _PRUNED: [], _INFEASIBLE: [], _RUNNING: []}
     for row in rows:
         groups[row.group].append(row)
+    n_below = gamma(len(rows) - len(groups[_RUNNING]))
     below: list[_Row] = []
     for group in (_COMPLETE, _PRUNED, _INFEASIBLE):
         take = max(0, min(n_below, len(groups[group])))
         if take:
-            below += heapq.nsmallest(take, groups[group], key=_key)
+            below += heapq.nsmallest(take, groups[group], key=_by_key)
         n_below -= take
     chosen = {id(r) for r in below}
     above = [r for r in rows if id(r) not in chosen]
-    below.sort(key=_number)
-    above.sort(key=_number)
+    below.sort(key=_by_number)
+    above.sort(key=_by_number)
     return below, above
-
-
-def _key(row: _Row) -> tuple[float, float]:
-    return row.key
-
-
-def _number(row: _Row) -> int:
-    return row.trial.number
 
 
 def _observations(rows: list[_Row], names: list[str]) -> dict[str, np.ndarray]:
