@@ -92,8 +92,7 @@ study_specs = Table(
         "team_id",
         Integer,
         ForeignKey("hpo_teams.team_id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
+        nullable=False,  # looked up through the unique (team_id, name) index
     ),
     # The name the API shows, unique per team; Optuna's studies.study_name is <team>/<name>
     # (the default team: <name>), unique across the database.
