@@ -14,9 +14,9 @@ The samples are Optuna's, draw for draw: the same trials end up below and above 
 order, the same Parzen estimators are built from the same arrays, and the RNG is consumed in
 the same way (``tests/unit/test_view_tpe.py`` compares whole runs against ``TPESampler``).
 Multi-objective studies keep Optuna's split (a Pareto / hypervolume selection) and share only
-the cached parameter rows. The class overrides two private methods of Optuna's TPE
-(``_sample``, ``_get_internal_repr``): Optuna is pinned to the 5.0 line, and the equality
-test is what catches a change of its internals.
+the cached parameter rows. The class overrides three private methods of Optuna's TPE
+(``_sample_relative``, ``_sample``, ``_get_internal_repr``): Optuna is pinned to the 5.0 line,
+and the equality test is what catches a change of its internals.
 """
 
 from __future__ import annotations
@@ -116,6 +116,19 @@ class ViewTPESampler(TPESampler):
         self, trials: list[FrozenTrial], search_space: dict[str, BaseDistribution], study: Study
     ) -> dict[str, np.ndarray]:
         return _observations(self._rows(study, trials, search_space), list(search_space))
+
+    def _sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """Optuna's, but the finished trials are counted from the storage's list: Optuna
+        filters its cached list of all trials in Python (a property call per trial) just to
+        count them against ``n_startup_trials``; a study view keeps that list per state set."""
+        if search_space == {}:
+            return {}
+        finished = (TrialState.COMPLETE, TrialState.PRUNED)
+        if len(study._get_trials(deepcopy=False, states=finished)) < self._n_startup_trials:
+            return {}
+        return self._sample(study, trial, search_space)
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

@@ -125,6 +125,8 @@ CASES = [
     ({"multivariate": False}, ["minimize"]),
     ({"multivariate": True, "group": True}, ["maximize"]),
     ({"n_startup_trials": 0, "n_ei_candidates": 7, "prior_weight": 2.0}, ["minimize"]),
+    # 120 finished trials in the history: random samples until the run finishes 15 more
+    ({"n_startup_trials": 135}, ["minimize"]),
     ({"consider_endpoints": True, "consider_magic_clip": False}, ["minimize"]),
     ({}, ["minimize", "maximize"]),
 ]
