@@ -72,6 +72,13 @@ class Api:
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
+    def set_state(self, study_id: int, state: str) -> None:
+        """Pause, resume or stop the study."""
+        response = httpx.patch(
+            f"{self.url}{API}/studies/{study_id}", json={"state": state}, headers=self.headers
+        )
+        assert response.status_code == 200, response.text
+
 
 @dataclass(frozen=True)
 class StudyPlan:

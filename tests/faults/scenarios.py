@@ -180,7 +180,9 @@ def two_apis(
     A quarter through, A is killed; it stays down until a worker that was using it has started
     or finished a trial (through B: it failed over), then is restarted; at 60 %, B likewise. A
     kill hits when that happened within ``failover_timeout_s``; ``recovered_s`` is from the
-    kill to that moment."""
+    kill to that moment. While A restarts the study is paused (through B), so that trials are
+    left for B's kill however long a start takes on the machine (on a slow one the workers
+    used to finish the study during A's restart, and B's kill found nothing to fail over)."""
     began = time.time()
     faults: list[Fault] = []
     servers = [_server(db)]
@@ -205,8 +207,12 @@ def two_apis(
                 )
                 fault.hit = failover is not None
                 fault.recovered_s = None if failover is None else failover - fault.at
+                if victim is a:  # trials are left for B's kill, however long A's start
+                    Api(b.url, db.token).set_state(study_id, "paused")
                 restart_server(victim)
                 fault.down_s = time.time() - fault.at
+                if victim is a:
+                    Api(b.url, db.token).set_state(study_id, "running")
                 faults.append(fault)
             wait_finished(db.dsn, study_id, plan.trials, timeout_s)
     finally:
