@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from service.app import create_app
 from service.history import service as history_service
 from service.history.curves import downsample
 from service.trials.pareto import pareto_front_mask
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
+from tests.api.round_trips import RoundTrips
 from tests.conftest import server_settings
 from tests.support import ScratchDatabase
 
@@ -143,24 +144,15 @@ def cached_auth_client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClie
 
 
 def test_summary_costs_the_same_statements_for_any_number_of_studies(
-    cached_auth_client: TestClient,
+    round_trips: RoundTrips, cached_auth_client: TestClient
 ) -> None:
     client = cached_auth_client
-    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
 
     def statements() -> int:
-        count = 0
-
-        def on_execute(*_: Any) -> None:
-            nonlocal count
-            count += 1
-
-        event.listen(engine, "before_cursor_execute", on_execute)
-        try:
+        def summary() -> None:
             assert client.get(f"{API}/studies/summary").status_code == 200
-        finally:
-            event.remove(engine, "before_cursor_execute", on_execute)
-        return count
+
+        return round_trips.cost(summary)[0]
 
     def add(i: int, directions: list[str]) -> None:
         sid = create_study(client, name=f"n{i}", directions=directions, **QUIET)["id"]

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
-import sqlalchemy
 from fastapi.testclient import TestClient
 
-import service.db.engine as engine_module
 from service import idempotency
 from service.app import create_app
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
+from tests.api.round_trips import RoundTrips
 from tests.conftest import server_settings
 from tests.support import ScratchDatabase
 
@@ -447,47 +444,16 @@ def test_workers_list_shows_who_asked_and_what_they_hold(client: TestClient) -> 
     assert_error(client.get(f"{API}/workers", params={"seen_within_s": 0}), 422, "validation_error")
 
 
-class _Counted(psycopg2.extensions.connection):
-    """Counts the round trips (executes) and commits of the service's engine."""
-
-    executes = 0
-    commits = 0
-
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cursor_factory", _CountedCursor)
-        return super().cursor(*args, **kwargs)
-
-    def commit(self) -> None:
-        _Counted.commits += 1
-        super().commit()
-
-
-class _CountedCursor(psycopg2.extensions.cursor):
-    def execute(self, query: Any, vars: Any = None) -> Any:
-        _Counted.executes += 1
-        return super().execute(query, vars)
-
-
-def test_hot_path_round_trips(
-    db: ScratchDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_hot_path_round_trips(db: ScratchDatabase, tmp_path: Path, round_trips: RoundTrips) -> None:
     """What ask, complete and complete-with-next cost in database round trips once warm
     (statements prepared, token and study cached): a regression here shows as a new round trip.
     Each transaction also has psycopg2's BEGIN, which is not counted."""
 
-    def counting_engine(url: Any, **kwargs: Any) -> Any:
-        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "connection_factory": _Counted}
-        return sqlalchemy.create_engine(url, **kwargs)
-
-    monkeypatch.setattr(engine_module, "create_engine", counting_engine)
     settings = server_settings(db, tmp_path, auth_cache_s=300, reaper_interval_s=300)
     with TestClient(create_app(settings), headers=db.auth_headers) as client:
         sid = create_study(client)["id"]
 
-        def cost(call: Callable[[], Any]) -> tuple[int, int]:
-            _Counted.executes = _Counted.commits = 0
-            call()
-            return _Counted.executes, _Counted.commits
+        cost = round_trips.cost
 
         def complete_next(trial: dict[str, Any], value: float) -> Any:
             token, nxt = trial["lease"]["token"], {"worker_id": "w"}
