@@ -20,6 +20,7 @@ from service.trials import repository as repo
 logger = logging.getLogger(__name__)
 
 _PURGE_EVERY_S = 300.0
+THREAD_NAME = "lease-reaper"
 
 
 class Reaper:
@@ -35,7 +36,7 @@ class Reaper:
         self._ttl = idempotency_ttl_s
         self._event_retention = event_retention_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-reaper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._last_purge = 0.0
 
     def start(self) -> None:
