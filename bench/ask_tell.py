@@ -39,6 +39,7 @@ from psycopg2.extras import execute_values
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import admin_token, scratch_database, server_process, summary
+from tests.round_trips import RoundTrips
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -243,76 +244,41 @@ def interleaved(
     return out
 
 
-class _Counter:
-    statements = 0
-    round_trips = 0
-    commits = 0
-
-
-class CountingCursor(psycopg2.extensions.cursor):
-    def execute(self, query: Any, vars: Any = None) -> Any:
-        # The service sends a few statements together ("SAVEPOINT ...; EXECUTE a(...);
-        # EXECUTE b(...)"): one round trip, several statements.
-        text_ = query if isinstance(query, str) else query.decode()
-        _Counter.round_trips += 1
-        _Counter.statements += text_.count("; ") + 1
-        return super().execute(query, vars)
-
-
-class CountingConnection(psycopg2.extensions.connection):
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cursor_factory", CountingCursor)
-        return super().cursor(*args, **kwargs)
-
-    def commit(self) -> None:
-        _Counter.commits += 1
-        super().commit()
-
-
-def counted(run: Callable[[], None]) -> tuple[int, int, int]:
+def counted(counter: RoundTrips, run: Callable[[], object]) -> tuple[int, int, int]:
     """Statements, round trips and transactions committed while ``run`` runs (every statement
-    the psycopg2 connections execute, prepared or not; each transaction adds BEGIN and
-    COMMIT, two more round trips)."""
-    _Counter.statements = _Counter.round_trips = _Counter.commits = 0
-    run()
-    return _Counter.statements, _Counter.round_trips, _Counter.commits
+    the psycopg2 connections execute but the one-time PREPAREs; each transaction adds BEGIN
+    and COMMIT, two more round trips)."""
+    executes, commits = counter.cost(run)
+    return counter.statements, executes, commits
 
 
 def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) -> dict[str, float]:
     """SQL statements and transactions per ask+tell: the service in-process, Optuna RDB."""
-    import sqlalchemy
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 
-    import service.db.engine as engine_module
     from service.app import create_app
     from service.settings import ServerSettings
 
-    counting = {"connect_args": {"connection_factory": CountingConnection}}
+    counter = RoundTrips()
     rows = history(size)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=counting)
+    storage = optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"connection_factory": counter.connection_factory}}
+    )
     study = optuna.create_study(
         study_name=f"count-rdb-{sampler}-{size}", storage=storage, sampler=make_sampler(sampler)
     )
     prefill(url.replace("+psycopg2", ""), study._study_id, rows, service=False)
     study.tell(study.ask(DISTRIBUTIONS), 1.0)  # warm caches
     optuna_n, optuna_rt, optuna_tx = counted(
+        counter,
         lambda: [
             study.tell(t, objective(t.params))
             for t in (study.ask(DISTRIBUTIONS) for _ in range(rounds))
-        ]
+        ],
     )
 
-    def counting_engine(url: Any, **kwargs: Any) -> Any:
-        kwargs["connect_args"] = {
-            **kwargs.get("connect_args", {}),
-            "connection_factory": CountingConnection,
-        }
-        return sqlalchemy.create_engine(url, **kwargs)
-
-    original = engine_module.create_engine
-    engine_module.create_engine = counting_engine  # type: ignore[assignment]
-    try:
+    with counter.installed():
         # The token stays cached all run: the count is the hot path's alone.
         settings = ServerSettings(
             database_url=SecretStr(url), reaper_interval_s=300, auth_cache_s=300
@@ -345,9 +311,7 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
                         },
                     )
 
-            service_n, service_rt, service_tx = counted(service_rounds)
-    finally:
-        engine_module.create_engine = original
+            service_n, service_rt, service_tx = counted(counter, service_rounds)
     return {
         "service": service_n / rounds,
         "service_round_trips": service_rt / rounds,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.round_trips import RoundTrips
+from tests.round_trips import RoundTrips
 
 
 @pytest.fixture

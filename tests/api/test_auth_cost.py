@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from tests.api.helpers import API, ask, assert_error, create_study
-from tests.api.round_trips import RoundTrips
 from tests.conftest import server_settings
+from tests.round_trips import RoundTrips
 from tests.support import ScratchDatabase
 
 

@@ -20,8 +20,8 @@ from service.history import service as history_service
 from service.history.curves import downsample
 from service.trials.pareto import pareto_front_mask
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
-from tests.api.round_trips import RoundTrips
 from tests.conftest import server_settings
+from tests.round_trips import RoundTrips
 from tests.support import ScratchDatabase
 
 QUIET = {"sampler": {"name": "random", "options": {"seed": 1}}, "pruner": {"name": "none"}}

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from service import idempotency
 from service.app import create_app
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
-from tests.api.round_trips import RoundTrips
 from tests.conftest import server_settings
+from tests.round_trips import RoundTrips
 from tests.support import ScratchDatabase
 
 
