@@ -160,7 +160,7 @@ def test_rows_are_reused_until_a_trial_changes() -> None:
     study.add_trials(_history(1))
     study.tell(study.ask(SPACE), 1.0)
     # One cache per searched space (the trials without "act" make it sampled on its own).
-    caches = list(sampler._row_cache.values())
+    caches = [table.rows for table in sampler._tables.values()]
     before = [dict(cache) for cache in caches]
     trial = study.ask(SPACE)
     for cache, old in zip(caches, before, strict=True):
@@ -171,3 +171,53 @@ def test_rows_are_reused_until_a_trial_changes() -> None:
     study.ask(SPACE)
     for cache in caches:  # the finished trial is a new object: its row was recomputed
         assert cache[trial._trial_id].trial.state == TrialState.COMPLETE
+
+
+def _tables_after_a_run(options: dict[str, Any]) -> tuple[ViewTPESampler, optuna.Study]:
+    sampler = ViewTPESampler(seed=0, **options)
+    study = optuna.create_study(sampler=sampler)
+    study.add_trials(_history(1))
+    for _ in range(3):
+        trial = study.ask(SPACE)
+        study.tell(trial, _loss(trial.params))
+    study.ask(SPACE)  # left running
+    return sampler, study
+
+
+@pytest.mark.parametrize("constant_liar", [False, True])
+def test_array_split_equals_the_walk_over_the_rows(constant_liar: bool) -> None:
+    """The split and observations taken from the table's arrays are the walk's, array for
+    array: same values, same order, same dtype (ints for a categorical's indices)."""
+    from service.sampling import tpe
+
+    sampler, study = _tables_after_a_run({"constant_liar": constant_liar})
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    trials = study._get_trials(deepcopy=False, states=states)
+    checked = 0
+    for space_key, _, _ in list(sampler._tables):
+        space = dict(space_key)
+        names = list(space)
+        rows, table = sampler._rows(study, trials, space)
+        sides = tpe._split_arrays(table, rows, tpe.default_gamma, names)
+        assert sides is not None
+        below, above = tpe._split(rows, tpe.default_gamma)
+        for got, rows_of_side in zip(sides, (below, above), strict=True):
+            expected = tpe._observations(rows_of_side, names)
+            assert list(got) == names
+            for name in names:
+                assert got[name].dtype == expected[name].dtype
+                assert got[name].tolist() == expected[name].tolist()
+        checked += 1
+    assert checked >= 2  # the whole space, and the space without the conditional "act"
+
+
+def test_array_split_defers_to_the_walk_on_a_nan_key() -> None:
+    from service.sampling import tpe
+
+    sampler, study = _tables_after_a_run({})
+    trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    rows, table = sampler._rows(study, trials, dict(SPACE))
+    assert tpe._split_arrays(table, rows, tpe.default_gamma, list(SPACE)) is not None
+    best = min((r for r in rows if r.group == tpe._COMPLETE), key=lambda r: r.key)
+    table.key[best.slot, 0] = math.nan
+    assert tpe._split_arrays(table, rows, tpe.default_gamma, list(SPACE)) is None
