@@ -15,7 +15,11 @@ It also times one report with a pruning decision (median pruner), and counts SQL
 per ask+tell for the service and for Optuna RDB. Prints a table; nothing is asserted.
 
     python bench/ask_tell.py [--sizes 100,1000,5000] [--samplers tpe,random] [--iters 100]
-                             [--blocks 10]
+                             [--blocks 10] [--runs 1]
+
+With ``--runs N`` the whole measurement is repeated N times, each on fresh studies, and the
+ratios are printed as their range over the runs (this machine's speed drifts by more than the
+margins the targets are read at).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -84,6 +89,18 @@ def history(n: int, seed: int = 0) -> list[tuple[dict[str, Any], float, list[flo
         curve = [value * (1 + 2.0 / (s + 1)) for s in range(STEPS)]
         out.append((params, value, curve))
     return out
+
+
+def frozen_trials(
+    rows: list[tuple[dict[str, Any], float, list[float]]],
+) -> list[optuna.trial.FrozenTrial]:
+    """``history`` rows as finished trials for an in-memory study."""
+    return [
+        optuna.trial.create_trial(
+            params=p, distributions=DISTRIBUTIONS, value=v, intermediate_values=dict(enumerate(c))
+        )
+        for p, v, c in rows
+    ]
 
 
 def prefill(
@@ -322,6 +339,82 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     }
 
 
+def measure(
+    base: str, url: str, sampler: str, size: int, run: int, iters: int, blocks: int
+) -> list[dict[str, Any]]:
+    """One interleaved measurement of the four systems on fresh studies of ``size`` trials."""
+    dsn = url.replace("+psycopg2", "")
+    rows = history(size)
+    mem = optuna.create_study(sampler=make_sampler(sampler), pruner=optuna.pruners.MedianPruner())
+    mem.add_trials(frozen_trials(rows))
+    rdb = optuna.create_study(
+        study_name=f"rdb-{sampler}-{size}-{run}",
+        storage=url,
+        sampler=make_sampler(sampler),
+        pruner=optuna.pruners.MedianPruner(),
+    )
+    prefill(dsn, rdb._study_id, rows, service=False)
+    body = {
+        "name": f"svc-{sampler}-{size}-{run}",
+        "search_space": SPACE,
+        "sampler": {"name": sampler, "options": {"seed": 0}},
+        "pruner": {"name": "median"},
+    }
+    sid = httpx.post(f"{base}/api/v1/studies", json=body, headers=AUTH).json()["id"]
+    prefill(dsn, sid, rows, service=True)
+    systems: list[tuple[str, Callable[[int], Timings]]] = [
+        ("optuna-mem", partial(time_optuna, mem)),
+        ("optuna-rdb", partial(time_optuna, rdb)),
+        ("service", partial(time_service, base, sid)),
+        ("svc-1req", partial(time_service_next, base, sid)),
+    ]
+    timings = interleaved(systems, iters, blocks)
+    measured = []
+    for name, _ in systems:
+        lat, cpu, rep = timings[name]
+        reports = summary(rep) if rep else {"p50_ms": float("nan"), "p99_ms": float("nan")}
+        row = {
+            "run": run,
+            "sampler": sampler,
+            "size": size,
+            "system": name,
+            **summary(lat),
+            "client_cpu_ms": 1000 * sum(cpu) / len(cpu),
+            "report_p50_ms": reports["p50_ms"],
+            "report_p99_ms": reports["p99_ms"],
+        }
+        measured.append(row)
+        print(
+            f"{sampler:6} {size:5} {name:10} {row['per_s']:8.1f} trials/s  "
+            f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+            f"client cpu {row['client_cpu_ms']:6.2f} ms  "
+            f"report p50 {row['report_p50_ms']:6.2f} ms "
+            f"p99 {row['report_p99_ms']:6.2f} ms",
+            flush=True,
+        )
+    return measured
+
+
+def ratio_ranges(
+    results: list[dict[str, Any]], sampler: str, size: int, system: str
+) -> dict[str, list[float]]:
+    """``system``'s trials/s over Optuna RDB's and in-memory Optuna's, one ratio per run."""
+    by_run: dict[int, dict[str, float]] = {}
+    for r in results:
+        if r["sampler"] == sampler and r["size"] == size:
+            by_run.setdefault(r["run"], {})[r["system"]] = r["per_s"]
+    return {
+        base: sorted(by[system] / by[base] for by in by_run.values())
+        for base in ("optuna-rdb", "optuna-mem")
+    }
+
+
+def _span(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:5.2f}x"
+    return f"{values[0]:5.2f}-{values[-1]:.2f}x (median {statistics.median(values):.2f}x)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -332,94 +425,37 @@ def main() -> None:
     parser.add_argument(
         "--blocks", type=int, default=10, help="turns the systems take (see interleaved())"
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="whole measurements, each on fresh studies; ratios are printed as their range",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     samplers = args.samplers.split(",")
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as url:
-        dsn = url.replace("+psycopg2", "")
         AUTH["Authorization"] = f"Bearer {admin_token(url)}"
         with server_process(url) as base:
-            for sampler in samplers:
-                for size in sizes:
-                    rows = history(size)
-                    mem = optuna.create_study(
-                        sampler=make_sampler(sampler), pruner=optuna.pruners.MedianPruner()
-                    )
-                    mem.add_trials(
-                        [
-                            optuna.trial.create_trial(
-                                params=p,
-                                distributions=DISTRIBUTIONS,
-                                value=v,
-                                intermediate_values=dict(enumerate(c)),
-                            )
-                            for p, v, c in rows
-                        ]
-                    )
-                    rdb = optuna.create_study(
-                        study_name=f"rdb-{sampler}-{size}",
-                        storage=url,
-                        sampler=make_sampler(sampler),
-                        pruner=optuna.pruners.MedianPruner(),
-                    )
-                    prefill(dsn, rdb._study_id, rows, service=False)
-                    body = {
-                        "name": f"svc-{sampler}-{size}",
-                        "search_space": SPACE,
-                        "sampler": {"name": sampler, "options": {"seed": 0}},
-                        "pruner": {"name": "median"},
-                    }
-                    sid = httpx.post(f"{base}/api/v1/studies", json=body, headers=AUTH).json()["id"]
-                    prefill(dsn, sid, rows, service=True)
-                    systems: list[tuple[str, Callable[[int], Timings]]] = [
-                        ("optuna-mem", partial(time_optuna, mem)),
-                        ("optuna-rdb", partial(time_optuna, rdb)),
-                        ("service", partial(time_service, base, sid)),
-                        ("svc-1req", partial(time_service_next, base, sid)),
-                    ]
-                    timings = interleaved(systems, args.iters, args.blocks)
-                    for name, _ in systems:
-                        lat, cpu, rep = timings[name]
-                        reports = (
-                            summary(rep)
-                            if rep
-                            else {"p50_ms": float("nan"), "p99_ms": float("nan")}
-                        )
-                        row = {
-                            "sampler": sampler,
-                            "size": size,
-                            "system": name,
-                            **summary(lat),
-                            "client_cpu_ms": 1000 * sum(cpu) / len(cpu),
-                            "report_p50_ms": reports["p50_ms"],
-                            "report_p99_ms": reports["p99_ms"],
-                        }
-                        results.append(row)
-                        print(
-                            f"{sampler:6} {size:5} {name:10} {row['per_s']:8.1f} trials/s  "
-                            f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
-                            f"client cpu {row['client_cpu_ms']:6.2f} ms  "
-                            f"report p50 {row['report_p50_ms']:6.2f} ms "
-                            f"p99 {row['report_p99_ms']:6.2f} ms",
-                            flush=True,
-                        )
+            for run in range(args.runs):
+                if args.runs > 1:
+                    print(f"run {run + 1} of {args.runs}", flush=True)
+                for sampler in samplers:
+                    for size in sizes:
+                        results += measure(base, url, sampler, size, run, args.iters, args.blocks)
         counts = {s: statements_per_round(url, s, 1000) for s in samplers}
     print()
-    print("ratios (trials/s):")
+    print("ratios (trials/s)" + (f", range over {args.runs} runs:" if args.runs > 1 else ":"))
     for sampler in samplers:
         for size in sizes:
-            by = {
-                r["system"]: r["per_s"]
-                for r in results
-                if r["sampler"] == sampler and r["size"] == size
-            }
             for system in ("service", "svc-1req"):
+                ratios = ratio_ranges(results, sampler, size, system)
                 print(
                     f"  {sampler:6} {size:5} {system:8}: "
-                    f"/ optuna-rdb = {by[system] / by['optuna-rdb']:5.2f}x"
-                    f"   / optuna-mem = {by[system] / by['optuna-mem']:5.2f}x"
+                    f"/ optuna-rdb = {_span(ratios['optuna-rdb'])}"
+                    f"   / optuna-mem = {_span(ratios['optuna-mem'])}"
                 )
     print()
     print(

@@ -21,7 +21,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ask_tell import DISTRIBUTIONS, history, objective
+from bench.ask_tell import DISTRIBUTIONS, frozen_trials, history, objective
 from service.sampling.tpe import ViewTPESampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -31,17 +31,7 @@ def run(
     sampler: optuna.samplers.BaseSampler, size: int, iters: int
 ) -> tuple[float, list[dict[str, Any]]]:
     study = optuna.create_study(sampler=sampler)
-    study.add_trials(
-        [
-            optuna.trial.create_trial(
-                params=p,
-                distributions=DISTRIBUTIONS,
-                value=v,
-                intermediate_values=dict(enumerate(c)),
-            )
-            for p, v, c in history(size)
-        ]
-    )
+    study.add_trials(frozen_trials(history(size)))
     asked = []
     for _ in range(10):  # warm-up
         trial = study.ask(DISTRIBUTIONS)
