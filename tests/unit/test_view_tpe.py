@@ -221,3 +221,28 @@ def test_array_split_defers_to_the_walk_on_a_nan_key() -> None:
     best = min((r for r in rows if r.group == tpe._COMPLETE), key=lambda r: r.key)
     table.key[best.slot, 0] = math.nan
     assert tpe._split_arrays(table, rows, tpe.default_gamma, list(SPACE)) is None
+
+
+def test_a_study_that_lost_most_trials_gets_a_fresh_table() -> None:
+    """Rows of trials no longer in the study are not kept for ever: when the table holds far
+    more trials than the study, it is rebuilt from the trials there are, and its arrays give
+    the same split as the walk."""
+    from service.sampling import tpe
+
+    sampler, study = _tables_after_a_run({})
+    trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    space = dict(SPACE)
+    _, table = sampler._rows(study, trials, space)
+    kept = trials[:20]
+    rows, rebuilt = sampler._rows(study, kept, space)
+    assert rebuilt is not table
+    assert set(rebuilt.rows) == {t._trial_id for t in kept}
+    assert [r.trial for r in rows] == kept
+    sides = tpe._split_arrays(rebuilt, rows, tpe.default_gamma, list(space))
+    assert sides is not None
+    below, above = tpe._split(rows, tpe.default_gamma)
+    for got, side in zip(sides, (below, above), strict=True):
+        expected = tpe._observations(side, list(space))
+        assert {k: v.tolist() for k, v in got.items()} == {
+            k: v.tolist() for k, v in expected.items()
+        }
