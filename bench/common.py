@@ -88,20 +88,36 @@ def serve(
         "HPO_LOG_LEVEL": "warning",
         **(env or {}),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "service", "serve"], env=env)
     base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "service", "serve"]
+    with subprocess_server(command, base + "/readyz", env=env) as proc:
+        yield Server(base, proc.pid)
+
+
+@contextmanager
+def subprocess_server(
+    command: Sequence[str],
+    ready_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = 60.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` in a subprocess, yielded once ``ready_url`` answers 200; stopped at the
+    end. Fails if it exits or is not ready within ``timeout_s``."""
+    proc = subprocess.Popen(list(command), env=env, cwd=cwd)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("server did not start")
+                raise RuntimeError(f"{' '.join(command)} did not start")
             time.sleep(0.1)
-        yield Server(base, proc.pid)
+        yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import scratch_database, summary
+from bench.common import scratch_database, subprocess_server, summary
 
 app = FastAPI()
 
@@ -76,26 +75,15 @@ async def _async(item: int, body: _Body) -> Response:
 def _server(port: int) -> Iterator[str]:
     root = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--log-level", "warning", "--no-access-log"],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/openapi.json", timeout=1).raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the floor server did not start") from None
-                time.sleep(0.1)
+    with subprocess_server(
+        [*command, "--log-level", "warning", "--no-access-log"],
+        base + "/openapi.json",
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+        timeout_s=30,
+    ):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def main() -> None:
