@@ -265,9 +265,9 @@ def _split_arrays(
     n_below = gamma(len(rows) - int(np.count_nonzero(groups == _RUNNING)))
     chosen = []
     for group in (_COMPLETE, _PRUNED, _INFEASIBLE):
-        take = max(0, min(n_below, int(np.count_nonzero(groups == group))))
+        members = np.flatnonzero(groups == group)  # positions in the rows' order
+        take = max(0, min(n_below, len(members)))
         if take:
-            members = np.flatnonzero(groups == group)  # positions in the rows' order
             keys = table.key[slots[members]]
             if np.isnan(keys).any():
                 return None
