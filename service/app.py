@@ -68,6 +68,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    app.state.lean_handlers = settings.lean_handlers  # read by service.api.lean
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,

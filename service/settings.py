@@ -72,6 +72,11 @@ class ServerSettings(BaseSettings):
         description="largest request body (413 above it); checkpoints have their own limit",
     )
     checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    lean_handlers: bool = Field(
+        default=True,
+        description="serve the hot lease calls (ask, claim, heartbeat, report, complete, ...) "
+        "with the planned handler of service.api.lean; false: FastAPI's own handler for all",
+    )
     auth: Literal["tokens", "off"] = Field(
         default="tokens",
         description="tokens: every /api call needs a team's bearer token (hpo token create);"

@@ -26,6 +26,7 @@ from service.api.deps import (
     idempotency_key,
 )
 from service.api.errors import error_responses
+from service.api.lean import LeanRoute
 from service.api.params import Cursor, StudyId, TrialId
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from service.trials.handout import HandOut
@@ -47,7 +48,8 @@ from service.trials.schemas import (
     TrialStateName,
 )
 
-router = APIRouter(tags=["trials"])
+# The hot lease calls take the lean handler (service.api.lean); the rest keep FastAPI's.
+router = APIRouter(tags=["trials"], route_class=LeanRoute)
 
 NO_TRIAL_HEADER = "HPO-No-Trial-Reason"
 _HANDOUT_RESPONSES: dict[int | str, dict[str, object]] = {
