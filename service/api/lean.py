@@ -35,7 +35,7 @@ from typing import Any, get_type_hints
 
 import fastapi.routing
 from fastapi.concurrency import run_in_threadpool
-from fastapi.params import Header, Path
+from fastapi.params import Form, Header, Path
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -217,8 +217,10 @@ def _plan(route: Any) -> _Plan:
     if not _returns_response(dependant.call):
         raise _Unplannable("the endpoint returns something FastAPI must serialise")
     body_field = dependant.body_params[0] if dependant.body_params else None
-    if body_field is not None and not _is_model(body_field):
-        raise _Unplannable("a body that is not one pydantic model")
+    if body_field is not None and (
+        not _is_model(body_field) or isinstance(body_field.field_info, Form)
+    ):
+        raise _Unplannable("a body that is not one JSON pydantic model")
     return _Plan(
         root=_node(dependant, body_allowed=True),
         body_field=body_field,
