@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -44,6 +45,8 @@ try:  # FastAPI >= 0.16x collects OpenTelemetry data in its own handler
     from fastapi import telemetry as _telemetry
 except ImportError:  # pragma: no cover - older FastAPI has no such hook
     _telemetry = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -105,6 +108,9 @@ class LeanRoute(APIRoute):
         try:
             plan = _plan(route)
         except _Unplannable:
+            return stock
+        except Exception:  # FastAPI's internals moved: serve the route as FastAPI does
+            logger.warning("no lean handler for %s: FastAPI's is used", self.path, exc_info=True)
             return stock
         provider = getattr(route, "dependency_overrides_provider", None)
         return functools.partial(_handle, plan, stock, provider)

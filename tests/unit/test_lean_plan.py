@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from service.api import lean
 from service.api.lean import LeanRoute
 
 calls: list[str] = []
@@ -116,8 +117,8 @@ def test_off_the_happy_path_fastapi_answers(client: TestClient, solved: list[str
         ("/v1/items/7", {"content": b"{", "headers": {"x-team": "t", "content-type": _JSON}}),
     ]
     seen = []
-    for lean in (False, True):
-        app.state.lean_handlers = lean
+    for switch in (False, True):
+        app.state.lean_handlers = switch
         calls.clear()
         answers = [(r.status_code, r.json()) for r in (client.post(p, **kw) for p, kw in bad)]
         seen.append((answers, list(calls)))
@@ -149,3 +150,23 @@ def test_routes_it_cannot_plan_keep_fastapis_handler(
     r = client.post(path, **request_kwargs)
     assert (r.status_code, r.text) == (200, expected)
     assert solved == [path.split("?")[0]]
+
+
+def test_a_plan_that_breaks_leaves_the_route_to_fastapi(
+    monkeypatch: pytest.MonkeyPatch, solved: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """If FastAPI's internals no longer read as the planner expects, the route still works."""
+
+    def broken(route: Any) -> Any:
+        raise AttributeError("'Dependant' object has no attribute 'path_params'")
+
+    monkeypatch.setattr(lean, "_plan", broken)
+    other = APIRouter(route_class=LeanRoute)
+    other.add_api_route("/items/{item_id}", planned, methods=["POST"])
+    fresh = FastAPI()
+    fresh.include_router(other)
+    with TestClient(fresh) as c:
+        r = c.post("/items/7", json={"name": "a"}, headers={"x-team": "t"})
+    assert (r.status_code, r.text) == (200, "7 a 1 t/real real")
+    assert solved == ["/items/7"]
+    assert "no lean handler for /items/{item_id}" in caplog.text
