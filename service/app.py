@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.api.errors import API_ERRORS, install_error_handlers
+from service.api.lean import LEAN_SWITCH
 from service.api.limits import BodyLimit, BodySizeLimit, RouteLimit
 from service.auth.access import Access
 from service.auth.endpoints import router as auth_router
@@ -68,7 +69,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.lean_handlers = settings.lean_handlers  # read by service.api.lean
+    setattr(app.state, LEAN_SWITCH, settings.lean_handlers)
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -62,3 +64,19 @@ def client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
     admin token of the session's team."""
     with TestClient(create_app(server_settings(db, tmp_path)), headers=db.auth_headers) as c:
         yield c
+
+
+@pytest.fixture
+def fastapi_solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``METHOD path`` of each request FastAPI's own request handler served: its dependency
+    solver ran for the endpoint. Requests served by ``service.api.lean`` do not appear."""
+    served: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def spy(**kwargs: Any) -> Any:
+        if kwargs.get("dependency_cache") is None:  # the endpoint's, not a dependency's
+            served.append(f"{kwargs['request'].method} {kwargs['request'].url.path}")
+        return await solve(**kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
+    return served

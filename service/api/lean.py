@@ -32,19 +32,16 @@ import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import fastapi.routing
 from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Form, Header, Path
 from fastapi.routing import APIRoute
+from fastapi.telemetry import get_telemetry_data
 from starlette.requests import Request
 from starlette.responses import Response
-
-try:  # FastAPI >= 0.16x collects OpenTelemetry data in its own handler
-    from fastapi import telemetry as _telemetry
-except ImportError:  # pragma: no cover - older FastAPI has no such hook
-    _telemetry = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +114,10 @@ class LeanRoute(APIRoute):
 
 
 def _effective_route(route: APIRoute) -> Any:
-    """The route as included in its app. FastAPI >= 0.16x builds an included route's handler
-    while a context variable holds the inclusion (prefix, the including router's
-    dependencies); the plan must use that context's dependant, as FastAPI's handler does."""
-    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
-    context = context_var.get() if context_var is not None else None
+    """The route as included in its app. FastAPI builds an included route's handler while a
+    context variable holds the inclusion (prefix, the including router's dependencies); the
+    plan must use that context's dependant, as FastAPI's handler does."""
+    context = fastapi.routing._effective_route_context_var.get()
     if context is not None and context.original_route is route:
         return context
     return route
@@ -132,7 +128,7 @@ async def _handle(plan: _Plan, stock: Handler, provider: Any, request: Request) 
     if (
         not getattr(request.app.state, LEAN_SWITCH, True)
         or getattr(provider, "dependency_overrides", None)
-        or (_telemetry is not None and _telemetry.get_telemetry_data() is not None)
+        or get_telemetry_data() is not None
     ):
         return await stock(request)
     values: dict[int, dict[str, Any]] = {}
@@ -272,13 +268,20 @@ def _header_param(field: Any) -> _Param:
         raise _Unplannable("a header model")
     if info.validation_alias not in (None, field.alias):
         raise _Unplannable("a header with alias choices")
+    if _is_sequence(info.annotation):
+        raise _Unplannable("a repeated header")
     name = field.alias
     if name == field.name and info.convert_underscores:
         name = name.replace("_", "-")
-    annotation = info.annotation
-    if getattr(annotation, "__origin__", None) in (list, tuple, set):
-        raise _Unplannable("a repeated header")
     return _Param(field, name.lower(), in_path=False)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    """A list, tuple or set, or an optional one (FastAPI reads every value of such a header)."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_sequence(arg) for arg in get_args(annotation))
+    return (origin or annotation) in (list, tuple, set, frozenset)
 
 
 def _is_model(field: Any) -> bool:

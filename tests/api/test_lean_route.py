@@ -4,7 +4,8 @@ Two apps on one database: one as served (lean handlers on), one with ``lean_hand
 (FastAPI's handler for every route). Each bad request below goes to both, each against its own
 trial of the same study, and both must answer the same status and body (ids and tokens
 replaced by placeholders). Requests that succeed must succeed on both with the same outcome.
-A spy on FastAPI's dependency solver shows which handler served a request.
+A spy on FastAPI's dependency solver (``fastapi_solved``) shows which handler served a
+request.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 
@@ -50,22 +50,6 @@ def clients(db: ScratchDatabase, tmp_path: Path) -> Iterator[tuple[TestClient, T
         TestClient(stock, headers=db.auth_headers) as b,
     ):
         yield a, b
-
-
-@pytest.fixture
-def solver_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """``METHOD path`` of each request FastAPI's own handler served (its dependency solver
-    ran for the endpoint)."""
-    calls: list[str] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def counting(**kwargs: Any) -> Any:
-        if kwargs.get("dependency_cache") is None:  # the endpoint's, not a dependency's
-            calls.append(f"{kwargs['request'].method} {kwargs['request'].url.path}")
-        return await solve(**kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
-    return calls
 
 
 def _post(path: str, body: Any = None, *, raw: bytes | None = None, **headers: str) -> Request:
@@ -216,14 +200,14 @@ def test_bad_requests_get_fastapis_answers(clients: tuple[TestClient, TestClient
 
 
 def test_good_requests_answer_alike(
-    clients: tuple[TestClient, TestClient], solver_calls: list[str]
+    clients: tuple[TestClient, TestClient], fastapi_solved: list[str]
 ) -> None:
     """The same calls on a trial of each app: the same answers, the same trial after; the
     lean app's lease calls never reach FastAPI's handler, the other app's always do."""
     outcomes = []
     for n, client in enumerate(clients):
         study = create_study(client, name=f"s{n}", sampler={"name": "random", "options": {}})
-        solver_calls.clear()
+        fastapi_solved.clear()
         trial = ask(client, study["id"], "w")
         token = trial["lease"]["token"]
         answers = []
@@ -247,7 +231,7 @@ def test_good_requests_answer_alike(
             json={"lease_token": following["lease"]["token"]},
         )
         assert released.status_code == 204
-        posts = [call for call in solver_calls if call.startswith("POST ")]
+        posts = [call for call in fastapi_solved if call.startswith("POST ")]
         got = client.get(f"{API}/trials/{trial['id']}").json()
         outcomes.append((_shape(answers), _shape(got), len(posts)))
     (lean_answers, lean_trial, lean_posts), (stock_answers, stock_trial, stock_posts) = outcomes
@@ -259,12 +243,12 @@ def test_good_requests_answer_alike(
     assert stock_posts == 8, "lean_handlers=False must leave every call to FastAPI's handler"
 
 
-def test_reads_keep_fastapis_handler(client: TestClient, solver_calls: list[str]) -> None:
+def test_reads_keep_fastapis_handler(client: TestClient, fastapi_solved: list[str]) -> None:
     study = create_study(client)
     trial = ask(client, study["id"])
-    solver_calls.clear()
+    fastapi_solved.clear()
     assert client.get(f"{API}/trials/{trial['id']}").status_code == 200
-    assert solver_calls == [f"GET {API}/trials/{trial['id']}"]
+    assert fastapi_solved == [f"GET {API}/trials/{trial['id']}"]
 
 
 def _shape(body: Any) -> Any:
