@@ -12,7 +12,10 @@ of them alike):
 - optuna-mem: the same with Optuna's in-memory storage (the sampler's own cost: the limit).
 
 It also times one report with a pruning decision (median pruner), and counts SQL statements
-per ask+tell for the service and for Optuna RDB. Prints a table; nothing is asserted.
+per ask+tell for the service and for Optuna RDB. Under each system's line it prints where its
+rounds' time went (``bench/cpu.py``): the CPU of this client, of the server process and of
+PostgreSQL's backends per round, and how busy the whole machine was. Prints a table; nothing is
+asserted.
 
     python bench/ask_tell.py [--sizes 100,1000,5000] [--samplers tpe,random] [--iters 100]
                              [--blocks 10] [--runs 1]
@@ -43,7 +46,8 @@ from psycopg2.extras import execute_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import admin_token, scratch_database, server_process, summary
+from bench.common import admin_token, scratch_database, serve, summary
+from bench.cpu import CpuMeter, Split
 from tests.round_trips import RoundTrips
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -63,7 +67,8 @@ DISTRIBUTIONS = {
 }
 STEPS = 10
 
-Timings = tuple[list[float], list[float], list[float]]  # ask+tell s, client CPU s, report s
+# ask+tell s, client CPU s per round, report s, and where the ask+tell rounds' time went
+Timings = tuple[list[float], list[float], list[float], list[Split]]
 
 
 def objective(params: dict[str, Any]) -> float:
@@ -162,15 +167,19 @@ def make_sampler(name: str) -> optuna.samplers.BaseSampler:
     )
 
 
-def time_optuna(study: optuna.Study, iters: int) -> tuple[list[float], list[float], list[float]]:
+def time_optuna(study: optuna.Study, meter: CpuMeter, iters: int) -> Timings:
     """ask+tell latencies, client CPU seconds per round, report+should_prune latencies."""
-    latencies, cpu, reports = [], [], []
-    for _ in range(iters):
-        t0, c0 = time.perf_counter(), time.process_time()
-        trial = study.ask(DISTRIBUTIONS)
-        study.tell(trial, objective(trial.params))
-        latencies.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    latencies: list[float] = []
+    cpu: list[float] = []
+    reports: list[float] = []
+    splits: list[Split] = []
+    with meter.block(splits):
+        for _ in range(iters):
+            t0, c0 = time.perf_counter(), time.process_time()
+            trial = study.ask(DISTRIBUTIONS)
+            study.tell(trial, objective(trial.params))
+            latencies.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     trial = study.ask(DISTRIBUTIONS)
     for step in range(STEPS):
         t0 = time.perf_counter()
@@ -178,27 +187,29 @@ def time_optuna(study: optuna.Study, iters: int) -> tuple[list[float], list[floa
         trial.should_prune()
         reports.append(time.perf_counter() - t0)
     study.tell(trial, objective(trial.params))
-    return latencies, cpu, reports
+    return latencies, cpu, reports, splits
 
 
-def time_service(
-    base: str, study_id: int, iters: int
-) -> tuple[list[float], list[float], list[float]]:
+def time_service(base: str, study_id: int, meter: CpuMeter, iters: int) -> Timings:
     api = base + "/api/v1"
-    latencies, cpu, reports = [], [], []
+    latencies: list[float] = []
+    cpu: list[float] = []
+    reports: list[float] = []
+    splits: list[Split] = []
     with httpx.Client(timeout=60, headers=AUTH) as http:
-        for _ in range(iters):
-            t0, c0 = time.perf_counter(), time.process_time()
-            trial = http.post(
-                f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}
-            ).json()
-            value = objective(trial["params"])
-            http.post(
-                f"{api}/trials/{trial['id']}/complete",
-                json={"lease_token": trial["lease"]["token"], "values": [value]},
-            ).raise_for_status()
-            latencies.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+        with meter.block(splits):
+            for _ in range(iters):
+                t0, c0 = time.perf_counter(), time.process_time()
+                trial = http.post(
+                    f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}
+                ).json()
+                value = objective(trial["params"])
+                http.post(
+                    f"{api}/trials/{trial['id']}/complete",
+                    json={"lease_token": trial["lease"]["token"], "values": [value]},
+                ).raise_for_status()
+                latencies.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
         token = trial["lease"]["token"]
         for step in range(STEPS):
@@ -211,37 +222,38 @@ def time_service(
         http.post(
             f"{api}/trials/{trial['id']}/complete", json={"lease_token": token, "values": [1.0]}
         )
-    return latencies, cpu, reports
+    return latencies, cpu, reports, splits
 
 
-def time_service_next(
-    base: str, study_id: int, iters: int
-) -> tuple[list[float], list[float], list[float]]:
+def time_service_next(base: str, study_id: int, meter: CpuMeter, iters: int) -> Timings:
     """The same loop with one request per trial: complete carries ``next`` (ask the next trial)."""
     api = base + "/api/v1"
-    latencies, cpu = [], []
+    latencies: list[float] = []
+    cpu: list[float] = []
+    splits: list[Split] = []
     with httpx.Client(timeout=60, headers=AUTH) as http:
         trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
-        for _ in range(iters):
-            t0, c0 = time.perf_counter(), time.process_time()
-            value = objective(trial["params"])
-            done = http.post(
-                f"{api}/trials/{trial['id']}/complete",
-                json={
-                    "lease_token": trial["lease"]["token"],
-                    "values": [value],
-                    "next": {"worker_id": "bench"},
-                },
-            )
-            done.raise_for_status()
-            trial = done.json()["next_trial"]
-            latencies.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+        with meter.block(splits):
+            for _ in range(iters):
+                t0, c0 = time.perf_counter(), time.process_time()
+                value = objective(trial["params"])
+                done = http.post(
+                    f"{api}/trials/{trial['id']}/complete",
+                    json={
+                        "lease_token": trial["lease"]["token"],
+                        "values": [value],
+                        "next": {"worker_id": "bench"},
+                    },
+                )
+                done.raise_for_status()
+                trial = done.json()["next_trial"]
+                latencies.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         http.post(
             f"{api}/trials/{trial['id']}/complete",
             json={"lease_token": trial["lease"]["token"], "values": [1.0]},
         )
-    return latencies, cpu, []
+    return latencies, cpu, [], splits
 
 
 def interleaved(
@@ -251,13 +263,16 @@ def interleaved(
     a block in turn, so a machine that speeds up or slows down during the run (a shared VM
     does) weighs on all of them alike. One untimed block each first (view load, caches)."""
     per_block = max(1, iters // blocks)
-    out: dict[str, Timings] = {name: ([], [], []) for name, _ in systems}
+    out: dict[str, Timings] = {name: ([], [], [], []) for name, _ in systems}
     for _, run in systems:
         run(per_block)
     for _ in range(blocks):
         for name, run in systems:
-            for into, got in zip(out[name], run(per_block), strict=True):
-                into.extend(got)
+            latencies, cpu, reports, splits = run(per_block)
+            out[name][0].extend(latencies)
+            out[name][1].extend(cpu)
+            out[name][2].extend(reports)
+            out[name][3].extend(splits)
     return out
 
 
@@ -340,7 +355,14 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
 
 
 def measure(
-    base: str, url: str, sampler: str, size: int, run: int, iters: int, blocks: int
+    base: str,
+    url: str,
+    meter: CpuMeter,
+    sampler: str,
+    size: int,
+    run: int,
+    iters: int,
+    blocks: int,
 ) -> list[dict[str, Any]]:
     """One interleaved measurement of the four systems on fresh studies of ``size`` trials."""
     dsn = url.replace("+psycopg2", "")
@@ -363,16 +385,17 @@ def measure(
     sid = httpx.post(f"{base}/api/v1/studies", json=body, headers=AUTH).json()["id"]
     prefill(dsn, sid, rows, service=True)
     systems: list[tuple[str, Callable[[int], Timings]]] = [
-        ("optuna-mem", partial(time_optuna, mem)),
-        ("optuna-rdb", partial(time_optuna, rdb)),
-        ("service", partial(time_service, base, sid)),
-        ("svc-1req", partial(time_service_next, base, sid)),
+        ("optuna-mem", partial(time_optuna, mem, meter)),
+        ("optuna-rdb", partial(time_optuna, rdb, meter)),
+        ("service", partial(time_service, base, sid, meter)),
+        ("svc-1req", partial(time_service_next, base, sid, meter)),
     ]
     timings = interleaved(systems, iters, blocks)
     measured = []
     for name, _ in systems:
-        lat, cpu, rep = timings[name]
+        lat, cpu, rep, splits = timings[name]
         reports = summary(rep) if rep else {"p50_ms": float("nan"), "p99_ms": float("nan")}
+        spent = sum(splits, Split())
         row = {
             "run": run,
             "sampler": sampler,
@@ -382,6 +405,7 @@ def measure(
             "client_cpu_ms": 1000 * sum(cpu) / len(cpu),
             "report_p50_ms": reports["p50_ms"],
             "report_p99_ms": reports["p99_ms"],
+            **{f"{k}_ms_per_round": 1000 * v / len(lat) for k, v in vars(spent).items()},
         }
         measured.append(row)
         print(
@@ -392,7 +416,21 @@ def measure(
             f"p99 {row['report_p99_ms']:6.2f} ms",
             flush=True,
         )
+        if meter.available:
+            print(f"{'':24}{_where(spent, len(lat))}", flush=True)
     return measured
+
+
+def _where(spent: Split, rounds: int) -> str:
+    """Per round: the wall time, the CPU of each part, and how much of the machine was busy."""
+    ms = {k: 1000 * v / rounds for k, v in vars(spent).items()}
+    other = ms["busy"] - ms["client"] - ms["server"] - ms["postgres"]
+    return (
+        f"per round: wall {ms['wall']:6.2f} ms = CPU of client {ms['client']:5.2f}"
+        f" + server {ms['server']:5.2f} + postgres {ms['postgres']:5.2f}"
+        f" + other {other:5.2f} (machine busy {ms['busy']:6.2f} ms,"
+        f" {ms['busy'] / ms['wall']:.2f} cores)"
+    )
 
 
 def ratio_ranges(
@@ -438,13 +476,17 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as url:
         AUTH["Authorization"] = f"Bearer {admin_token(url)}"
-        with server_process(url) as base:
+        with serve(url) as server:
+            meter = CpuMeter(url.replace("+psycopg2", ""), server.pid)
             for run in range(args.runs):
                 if args.runs > 1:
                     print(f"run {run + 1} of {args.runs}", flush=True)
                 for sampler in samplers:
                     for size in sizes:
-                        results += measure(base, url, sampler, size, run, args.iters, args.blocks)
+                        results += measure(
+                            server.url, url, meter, sampler, size, run, args.iters, args.blocks
+                        )
+            meter.close()
         counts = {s: statements_per_round(url, s, 1000) for s in samplers}
     print()
     print("ratios (trials/s)" + (f", range over {args.runs} runs:" if args.runs > 1 else ":"))
