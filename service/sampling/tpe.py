@@ -12,10 +12,16 @@ internal parameters, its group and sort key), reuses it while the object is the 
 Each row also has a slot in arrays (:class:`_Table`: group, sort key, number and internal
 parameters of every trial, indexed by the order trials were first seen), so the split and the
 observations the Parzen estimators are built from are a few numpy operations on those arrays
-(a stable ``lexsort`` picks the below set) instead of walks over the rows; only the check that
-each trial object is the one its row was computed from still visits every trial in Python.
-Where the arrays could differ from the walk (a NaN sort key), the walk (``_split``, with
-``heapq.nsmallest``) is used.
+(a stable ``lexsort`` picks the below set) instead of walks over the rows. Where the arrays
+could differ from the walk (a NaN sort key), the walk (``_split``, with ``heapq.nsmallest``)
+is used.
+
+On a study view (the service's case) no sample visits every trial in Python: the view's
+storage logs the id of every trial it puts or drops (``ViewStorage.changed_since``), and the
+table follows that log, recomputing the rows of the trials named there and keeping, per slot,
+whether its trial is in the view and in which state. The trials a sample uses are then a mask
+over the arrays, ordered by number (``_view_slots``). On any other storage each sample checks,
+trial by trial, that the object is the one its row was computed from (``_rows``).
 
 The samples are Optuna's, draw for draw: the same trials end up below and above in the same
 order, the same Parzen estimators are built from the same arrays, and the RNG is consumed in
@@ -42,6 +48,8 @@ from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 from optuna.samplers._tpe.sampler import default_gamma
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from service.sampling.view_storage import ViewStorage
 
 # Groups of Optuna's split, in the order it fills the below set.
 _COMPLETE, _PRUNED, _INFEASIBLE, _RUNNING = 0, 1, 2, 3
@@ -78,6 +86,15 @@ class _Table:
         self.number = np.zeros(64, dtype=np.int64)
         self.complete = np.zeros(64, dtype=bool)  # every parameter of the space present
         self.internal = np.zeros((64, n_params))
+        self.ids = np.zeros(64, dtype=np.int64)  # the trial of each slot
+        self.state = np.zeros(64, dtype=np.int8)  # its TrialState's value
+        # Kept only by ViewTPESampler._view_slots: whether the slot's trial is in the storage
+        # now, which storage the table follows, how far into its change log, and the trials
+        # left to look at next time.
+        self.present = np.zeros(64, dtype=bool)
+        self.source: ViewStorage | None = None
+        self.cursor = 0
+        self.pending: list[int] = []
         # The Python types of each parameter's internal values: np.asarray of a list of them
         # is int64 for ints only (a categorical's index) and float64 for floats only.
         self.types: list[set[type]] = [set() for _ in range(n_params)]
@@ -94,6 +111,8 @@ class _Table:
         self.group[slot] = row.group
         self.key[slot] = row.key
         self.number[slot] = row.number
+        self.ids[slot] = trial_id
+        self.state[slot] = row.trial.state.value
         self.complete[slot] = row.internal is not None
         if row.internal is not None:
             self.internal[slot] = row.internal
@@ -101,8 +120,18 @@ class _Table:
                 seen.add(type(value))
         return row
 
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def slot_of(self, trial_id: int) -> int | None:
+        return self._slots.get(trial_id)
+
+    def rows_at(self, slots: np.ndarray) -> list[_Row]:
+        return [self.rows[int(trial_id)] for trial_id in self.ids[slots]]
+
     def _grow(self) -> None:
-        for name in ("group", "key", "number", "complete", "internal"):
+        for name in ("group", "key", "number", "complete", "internal", "ids", "state", "present"):
             old = getattr(self, name)
             new = np.zeros((2 * len(old), *old.shape[1:]), dtype=old.dtype)
             new[: len(old)] = old
@@ -112,7 +141,24 @@ class _Table:
 class ViewTPESampler(TPESampler):
     """``TPESampler`` with cached per-trial rows; same constructor, same samples."""
 
-    _tables: dict[tuple[Space, bool, bool], _Table]
+    _tables: dict[tuple[Space, bool, bool, bool], _Table]
+
+    def _table(self, study: Study, space: Space, *, view: bool = False) -> _Table:
+        """The table of ``space`` in this study's direction and mode; the tables that follow a
+        view's change log (``view``) are kept apart from those filled by walks."""
+        try:
+            tables = self._tables
+        except AttributeError:
+            tables = self._tables = {}
+        maximize = study.directions[0] == StudyDirection.MAXIMIZE
+        key = (space, maximize, self._is_multivariate(study), view)
+        table = tables.get(key)
+        if table is None:
+            table = tables[key] = _Table(len(space))
+        return table
+
+    def _forget(self, table: _Table) -> None:
+        self._tables = {k: t for k, t in self._tables.items() if t is not table}
 
     def _rows(
         self,
@@ -123,16 +169,9 @@ class ViewTPESampler(TPESampler):
     ) -> tuple[list[_Row], _Table]:
         """One row per trial but the one whose id is ``skip``, computed only for trial objects
         not seen before; and the table that holds them."""
-        try:
-            tables = self._tables
-        except AttributeError:
-            tables = self._tables = {}
         maximize = study.directions[0] == StudyDirection.MAXIMIZE
         space_key = tuple(space.items())
-        key = (space_key, maximize, self._is_multivariate(study))
-        table = tables.get(key)
-        if table is None:
-            table = tables[key] = _Table(len(space_key))
+        table = self._table(study, space_key)
         cache = table.rows
         rows = []
         for trial in trials:
@@ -143,9 +182,60 @@ class ViewTPESampler(TPESampler):
                 row = table.store(trial._trial_id, self._row(study, trial, space_key, maximize))
             rows.append(row)
         if len(cache) > 2 * len(trials) + 64:  # trials dropped from the study (rare): start over
-            del tables[key]
+            self._forget(table)
             return self._rows(study, trials, space, skip)
         return rows, table
+
+    def _view_slots(
+        self,
+        study: Study,
+        storage: ViewStorage,
+        space: dict[str, BaseDistribution],
+        states: tuple[TrialState, ...],
+        skip: int,
+    ) -> tuple[np.ndarray, _Table]:
+        """What ``_rows`` gives for ``study._get_trials(states=states)`` but ``skip``, as the
+        rows' slots in the same order (by number), without visiting every trial: the table
+        follows the view's change log, so only the trials put or dropped since the last call
+        are looked at (every trial on the first call, or when the log no longer reaches back).
+
+        ``skip`` (the trial being sampled) is looked at on the next call instead: it is
+        changing while it is sampled."""
+        maximize = study.directions[0] == StudyDirection.MAXIMIZE
+        space_key = tuple(space.items())
+        table = self._table(study, space_key, view=True)
+        changed = storage.changed_since(table.cursor) if table.source is storage else None
+        if changed is None:
+            table.present[:] = False
+            ids = [trial._trial_id for trial in storage.trials()]
+        else:
+            ids = [*table.pending, *changed]
+        table.pending = []
+        for trial_id in dict.fromkeys(ids):
+            if trial_id == skip:
+                table.pending.append(trial_id)
+                continue
+            trial = storage.find_trial(trial_id)
+            slot = table.slot_of(trial_id)
+            if trial is None:
+                if slot is not None:
+                    table.present[slot] = False
+                continue
+            row = table.rows.get(trial_id)
+            if row is None or row.trial is not trial:
+                row = table.store(trial_id, self._row(study, trial, space_key, maximize))
+            table.present[row.slot] = True
+        table.source, table.cursor = storage, storage.change_cursor
+        present = table.present[: table.size]
+        if table.size > 2 * int(np.count_nonzero(present)) + 64:  # many trials dropped
+            self._forget(table)
+            return self._view_slots(study, storage, space, states, skip)
+        member = present & np.isin(table.state[: table.size], [s.value for s in states])
+        skipped = table.slot_of(skip)
+        if skipped is not None:
+            member[skipped] = False
+        slots = np.flatnonzero(member)
+        return slots[np.argsort(table.number[slots], kind="stable")], table
 
     def _row(self, study: Study, trial: FrozenTrial, space: Space, maximize: bool) -> _Row:
         params = self._get_params(trial, study)
@@ -182,7 +272,13 @@ class ViewTPESampler(TPESampler):
         if search_space == {}:
             return {}
         finished = (TrialState.COMPLETE, TrialState.PRUNED)
-        if len(study._get_trials(deepcopy=False, states=finished)) < self._n_startup_trials:
+        storage = study._storage
+        n_finished = (
+            storage.count(finished)
+            if isinstance(storage, ViewStorage)
+            else len(study._get_trials(deepcopy=False, states=finished))
+        )
+        if n_finished < self._n_startup_trials:
             return {}
         return self._sample(study, trial, search_space)
 
@@ -191,21 +287,25 @@ class ViewTPESampler(TPESampler):
     ) -> dict[str, Any]:
         if study._is_multi_objective():
             return super()._sample(study, trial, search_space)
-        states: tuple[TrialState, ...]
+        states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
         if self._constant_liar:
-            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-            trials = study._get_trials(deepcopy=False, states=states, use_cache=False)
-        else:
-            states = (TrialState.COMPLETE, TrialState.PRUNED)
-            trials = study._get_trials(deepcopy=False, states=states, use_cache=True)
+            states += (TrialState.RUNNING,)
         if self._gamma is None:
             self._gamma = default_gamma
-        # With the constant liar, every trial but the one being sampled.
-        rows, table = self._rows(study, trials, search_space, skip=trial._trial_id)
         names = list(search_space)
-        sides = _split_arrays(table, rows, self._gamma, names)
+        storage = study._storage
+        # With the constant liar, every trial but the one being sampled.
+        if isinstance(storage, ViewStorage):
+            slots, table = self._view_slots(study, storage, search_space, states, trial._trial_id)
+        else:
+            trials = study._get_trials(
+                deepcopy=False, states=states, use_cache=not self._constant_liar
+            )
+            rows, table = self._rows(study, trials, search_space, skip=trial._trial_id)
+            slots = _slots(rows)
+        sides = _split_arrays(table, slots, self._gamma, names)
         if sides is None:  # a case the arrays do not reproduce exactly: walk the rows
-            below, above = _split(rows, self._gamma)
+            below, above = _split(table.rows_at(slots), self._gamma)
             sides = _observations(below, names), _observations(above, names)
         build, options = self._parzen_estimator_cls, self._parzen_estimator_parameters
         mpe_below = build(sides[0], search_space, options)
@@ -252,17 +352,21 @@ def _split(rows: list[_Row], gamma: Callable[[int], int]) -> tuple[list[_Row], l
     return below, above
 
 
+def _slots(rows: list[_Row]) -> np.ndarray:
+    return np.fromiter(map(_by_slot, rows), dtype=np.intp, count=len(rows))
+
+
 def _split_arrays(
-    table: _Table, rows: list[_Row], gamma: Callable[[int], int], names: list[str]
+    table: _Table, slots: np.ndarray, gamma: Callable[[int], int], names: list[str]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
-    """``_split`` then ``_observations`` of both sides, on the table's arrays: the same arrays
-    in the same order. None where that is not guaranteed (a NaN sort key, or a parameter
-    whose internal values mix Python types), for the caller to walk the rows instead."""
+    """``_split`` then ``_observations`` of both sides of the rows at ``slots`` (in the rows'
+    order), on the table's arrays: the same arrays in the same order. None where that is not
+    guaranteed (a NaN sort key, or a parameter whose internal values mix Python types), for
+    the caller to walk the rows instead."""
     if any(len(seen) > 1 or not seen <= {int, float} for seen in table.types):
         return None
-    slots = np.fromiter(map(_by_slot, rows), dtype=np.intp, count=len(rows))
     groups = table.group[slots]
-    n_below = gamma(len(rows) - int(np.count_nonzero(groups == _RUNNING)))
+    n_below = gamma(len(slots) - int(np.count_nonzero(groups == _RUNNING)))
     chosen = []
     for group in (_COMPLETE, _PRUNED, _INFEASIBLE):
         members = np.flatnonzero(groups == group)  # positions in the rows' order
@@ -275,7 +379,7 @@ def _split_arrays(
             chosen.append(members[np.lexsort((keys[:, 1], keys[:, 0]))[:take]])
         n_below -= take
     below = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.intp)
-    rest = np.ones(len(rows), dtype=bool)
+    rest = np.ones(len(slots), dtype=bool)
     rest[below] = False
     above = np.flatnonzero(rest)
     return _columns(table, slots[below], names), _columns(table, slots[above], names)

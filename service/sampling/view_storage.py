@@ -61,7 +61,12 @@ class ViewStorage(BaseStorage):
         # incrementally: a refresh usually appends one trial or replaces one in place.
         self._ordered: list[FrozenTrial] = []
         self._index: dict[int, int] = {}
-        self._by_states: dict[tuple[TrialState, ...] | None, list[FrozenTrial]] = {}
+        # The trials of each state set asked for, ordered by number, kept up to date in place.
+        self._by_states: dict[tuple[TrialState, ...], list[FrozenTrial]] = {}
+        # Ids of the trials put or dropped, in order, for readers that follow changes
+        # (``changed_since``); ``_log_start`` is the position of ``_log[0]`` since the start.
+        self._log: list[int] = []
+        self._log_start = 0
         self._next_provisional = _FIRST_PROVISIONAL_ID
         self.journal = Journal()
 
@@ -70,6 +75,7 @@ class ViewStorage(BaseStorage):
     def put_trial(self, trial: FrozenTrial) -> None:
         """Insert or replace a trial as read from the database (numbers never change)."""
         trial_id = trial._trial_id
+        old = self._by_id.get(trial_id)
         self._by_id[trial_id] = trial
         index = self._index.get(trial_id)
         if index is not None:
@@ -81,7 +87,7 @@ class ViewStorage(BaseStorage):
             position = bisect.bisect_left([t.number for t in self._ordered], trial.number)
             self._ordered.insert(position, trial)
             self._reindex(position)
-        self._by_states.clear()
+        self._changed(old, trial)
 
     def drop_trial(self, trial_id: int) -> FrozenTrial | None:
         trial = self._by_id.pop(trial_id, None)
@@ -89,8 +95,49 @@ class ViewStorage(BaseStorage):
         if index is not None:
             del self._ordered[index]
             self._reindex(index)
-        self._by_states.clear()
+        if trial is not None:
+            self._changed(trial, None)
         return trial
+
+    def _changed(self, old: FrozenTrial | None, new: FrozenTrial | None) -> None:
+        """Bring the per-state lists up to date (a bisection each, by number) and log the id."""
+        trial = new if new is not None else old
+        assert trial is not None
+        for states, members in self._by_states.items():
+            was = old is not None and old.state in states
+            kept = new if new is not None and new.state in states else None
+            if not was and kept is None:
+                continue
+            position = bisect.bisect_left(members, trial.number, key=_number)
+            if was and (position == len(members) or members[position] is not old):
+                self._by_states.clear()  # numbers not unique after all: rebuild on demand
+                break
+            if kept is None:
+                del members[position]
+            elif was:
+                members[position] = kept
+            else:
+                members.insert(position, kept)
+        self._log.append(trial._trial_id)
+        if len(self._log) > 4 * len(self._by_id) + 4096:  # readers behind it start over
+            self._log_start += len(self._log)
+            self._log = []
+
+    @property
+    def change_cursor(self) -> int:
+        """The position after the last logged change (see ``changed_since``)."""
+        return self._log_start + len(self._log)
+
+    def changed_since(self, cursor: int) -> list[int] | None:
+        """Ids of the trials put or dropped since ``cursor`` (a ``change_cursor``), in order
+        and possibly repeated; None if the log no longer reaches back that far."""
+        if cursor < self._log_start:
+            return None
+        return self._log[cursor - self._log_start :]
+
+    def count(self, states: Container[TrialState]) -> int:
+        """The number of trials in ``states``."""
+        return len(self._filtered(states))
 
     def _reindex(self, start: int) -> None:
         for position in range(start, len(self._ordered)):
@@ -114,6 +161,10 @@ class ViewStorage(BaseStorage):
     def trials(self) -> list[FrozenTrial]:
         """All trials ordered by number (shared objects: do not mutate)."""
         return self._ordered
+
+    def find_trial(self, trial_id: int) -> FrozenTrial | None:
+        """The trial, or None if it is not (or no longer) in the view."""
+        return self._by_id.get(trial_id)
 
     def _trial(self, trial_id: int) -> FrozenTrial:
         try:
@@ -287,3 +338,7 @@ class ViewStorage(BaseStorage):
             cached = [t for t in self.trials() if t.state in key]
             self._by_states[key] = cached
         return cached
+
+
+def _number(trial: FrozenTrial) -> int:
+    return trial.number

@@ -10,6 +10,7 @@ and the constant-liar path are exercised.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from typing import Any
@@ -21,9 +22,11 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from service.sampling.tpe import ViewTPESampler
+from service.sampling.view_storage import ViewStorage
 from service.spec import SamplerSpec, build_sampler, parse_search_space
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -96,8 +99,16 @@ def _history(n_objectives: int, seed: int = 1) -> list[optuna.trial.FrozenTrial]
     return trials
 
 
-def _run(sampler: optuna.samplers.BaseSampler, directions: list[str]) -> list[dict[str, Any]]:
-    study = optuna.create_study(sampler=sampler, directions=directions)
+def _run(
+    sampler: optuna.samplers.BaseSampler, directions: list[str], *, view: bool = False
+) -> list[dict[str, Any]]:
+    """The run on Optuna's in-memory storage, or on a study view's storage (``view``: the one
+    the service samples on, which ``ViewTPESampler`` follows through its change log)."""
+    if view:
+        storage = ViewStorage(1, "view", [StudyDirection[d.upper()] for d in directions])
+        study = optuna.Study(study_name="view", storage=storage, sampler=sampler)
+    else:
+        study = optuna.create_study(sampler=sampler, directions=directions)
     study.add_trials(_history(len(directions)))
     asked: list[dict[str, Any]] = []
     running = []
@@ -145,11 +156,14 @@ def test_samples_match_optunas_tpe(options: dict[str, Any], directions: list[str
             "act": {"type": "categorical", "choices": ["relu", "gelu", "tanh"]},
         }
     )
-    ours = build_sampler(SamplerSpec(name="tpe", options={"seed": 3, **options}), space, directions)
+    spec = SamplerSpec(name="tpe", options={"seed": 3, **options})
+    ours = build_sampler(spec, space, directions)
     assert isinstance(ours, ViewTPESampler)
     expected = _run(stock, directions)
     got = _run(ours, directions)
     assert got == expected
+    on_a_view = build_sampler(spec, space, directions)
+    assert _run(on_a_view, directions, view=True) == expected
     # The history has several trials in every group, so each case exercised the split.
     assert len({tuple(sorted(p.items())) for p in got}) > 30
 
@@ -194,11 +208,11 @@ def test_array_split_equals_the_walk_over_the_rows(constant_liar: bool) -> None:
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     trials = study._get_trials(deepcopy=False, states=states)
     checked = 0
-    for space_key, _, _ in list(sampler._tables):
+    for space_key, *_ in list(sampler._tables):
         space = dict(space_key)
         names = list(space)
         rows, table = sampler._rows(study, trials, space)
-        sides = tpe._split_arrays(table, rows, tpe.default_gamma, names)
+        sides = tpe._split_arrays(table, tpe._slots(rows), tpe.default_gamma, names)
         assert sides is not None
         below, above = tpe._split(rows, tpe.default_gamma)
         for got, rows_of_side in zip(sides, (below, above), strict=True):
@@ -217,10 +231,10 @@ def test_array_split_defers_to_the_walk_on_a_nan_key() -> None:
     sampler, study = _tables_after_a_run({})
     trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     rows, table = sampler._rows(study, trials, dict(SPACE))
-    assert tpe._split_arrays(table, rows, tpe.default_gamma, list(SPACE)) is not None
+    assert tpe._split_arrays(table, tpe._slots(rows), tpe.default_gamma, list(SPACE)) is not None
     best = min((r for r in rows if r.group == tpe._COMPLETE), key=lambda r: r.key)
     table.key[best.slot, 0] = math.nan
-    assert tpe._split_arrays(table, rows, tpe.default_gamma, list(SPACE)) is None
+    assert tpe._split_arrays(table, tpe._slots(rows), tpe.default_gamma, list(SPACE)) is None
 
 
 def test_a_study_that_lost_most_trials_gets_a_fresh_table() -> None:
@@ -238,7 +252,7 @@ def test_a_study_that_lost_most_trials_gets_a_fresh_table() -> None:
     assert rebuilt is not table
     assert set(rebuilt.rows) == {t._trial_id for t in kept}
     assert [r.trial for r in rows] == kept
-    sides = tpe._split_arrays(rebuilt, rows, tpe.default_gamma, list(space))
+    sides = tpe._split_arrays(rebuilt, tpe._slots(rows), tpe.default_gamma, list(space))
     assert sides is not None
     below, above = tpe._split(rows, tpe.default_gamma)
     for got, side in zip(sides, (below, above), strict=True):
@@ -246,3 +260,91 @@ def test_a_study_that_lost_most_trials_gets_a_fresh_table() -> None:
         assert {k: v.tolist() for k, v in got.items()} == {
             k: v.tolist() for k, v in expected.items()
         }
+
+
+def test_view_slots_are_the_walks_rows_through_a_service_like_run() -> None:
+    """On a study view, the sampler follows the storage's change log instead of walking every
+    trial. Through what the service does to a view (provisional trials sampled and dropped,
+    trials coming back from the database as new objects with their own ids, a configuration
+    enqueued early and leased late, trials failed, finished and deleted), the slots it keeps
+    name the same trials, in the same order, as the walk over ``get_all_trials``."""
+    from service.sampling import tpe
+
+    storage = ViewStorage(1, "view", [StudyDirection.MINIMIZE])
+    sampler = ViewTPESampler(seed=0)
+    study = optuna.Study(study_name="view", storage=storage, sampler=sampler)
+    history = _history(1)
+    for trial_id, trial in enumerate(history, start=1):
+        trial._trial_id, trial.number = trial_id, trial_id - 1
+        storage.put_trial(trial)
+    next_id = len(history) + 1
+    rng = random.Random(5)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    compared = 0
+
+    def from_db(trial: optuna.trial.FrozenTrial, **changes: Any) -> None:
+        """The trial as a refresh reads it back: a new object."""
+        fresh = copy.copy(trial)
+        for name, value in changes.items():
+            setattr(fresh, name, value)
+        storage.put_trial(fresh)
+
+    def compare(skip: int) -> None:
+        nonlocal compared
+        for space_key, *_ in list(sampler._tables):
+            space = dict(space_key)
+            slots, table = sampler._view_slots(study, storage, space, states, skip)
+            walked = [t for t in storage.get_all_trials(1, deepcopy=False, states=states)]
+            rows, _ = sampler._rows(study, walked, space, skip=skip)
+            assert [r.trial for r in table.rows_at(slots)] == [r.trial for r in rows]
+            assert tpe._slots(table.rows_at(slots)).tolist() == slots.tolist()
+            compared += 1
+
+    waiting = None
+    gap = 0  # numbers after the enqueued configuration's are one higher
+    for step in range(60):
+        working = storage.create_new_trial(1)  # what StudyView.sample does
+        trial = optuna.Trial(study, working)
+        for name, distribution in SPACE.items():
+            trial._suggest(name, distribution)
+        compare(skip=working)
+        sampled = storage.get_trial(working)
+        storage.drop_trial(working)
+        if step == 5:  # enqueued now (its number taken), read back at step 20, leased at 40
+            waiting = copy.copy(sampled)
+            waiting._trial_id, waiting.state = next_id, TrialState.WAITING
+            waiting.params, waiting.distributions = {}, {}
+            next_id += 1
+            gap = 1
+        if step == 20 and waiting is not None:
+            storage.put_trial(waiting)  # first seen after trials with higher numbers
+        if step == 30:  # the log compacted (as after many changes): every table starts over
+            storage._log_start += len(storage._log)
+            storage._log = []
+        leased = copy.copy(sampled)
+        leased._trial_id, leased.number = next_id, sampled.number + gap
+        next_id += 1
+        storage.put_trial(leased)
+        compare(skip=-10_000)
+        fate = rng.random()
+        if fate < 0.6:
+            done = _loss({"act": "relu", **leased.params})
+            from_db(leased, state=TrialState.COMPLETE, values=[done])
+        elif fate < 0.7:
+            from_db(leased, state=TrialState.FAIL)
+        elif fate < 0.8:
+            storage.drop_trial(leased._trial_id)  # the study's trial deleted
+        # else left running: the constant liar counts it
+        compare(skip=leased._trial_id)  # a changed trial skipped: looked at next time
+        if step == 40 and waiting is not None:
+            storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING)
+            compare(skip=waiting._trial_id)
+            from_db(
+                storage.get_trial(waiting._trial_id),
+                params=dict(sampled.params),
+                distributions=dict(sampled.distributions),
+            )
+        present = [t._trial_id for t in storage.trials()]
+        compare(skip=rng.choice(present))  # any trial skipped: left out of the slots
+        compare(skip=-10_000)
+    assert compared > 100
