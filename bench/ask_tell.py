@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,8 @@ DISTRIBUTIONS = {
 }
 STEPS = 10
 
-# ask+tell s, client CPU s per round, report s, and where the ask+tell rounds' time went
-Timings = tuple[list[float], list[float], list[float], list[Split]]
+# ask+tell s per round, report s, and where the ask+tell rounds' time went (client CPU included)
+Timings = tuple[list[float], list[float], list[Split]]
 
 
 def objective(params: dict[str, Any]) -> float:
@@ -168,18 +169,16 @@ def make_sampler(name: str) -> optuna.samplers.BaseSampler:
 
 
 def time_optuna(study: optuna.Study, meter: CpuMeter, iters: int) -> Timings:
-    """ask+tell latencies, client CPU seconds per round, report+should_prune latencies."""
+    """ask+tell latencies, report+should_prune latencies, and the rounds' CPU."""
     latencies: list[float] = []
-    cpu: list[float] = []
     reports: list[float] = []
     splits: list[Split] = []
     with meter.block(splits):
         for _ in range(iters):
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0 = time.perf_counter()
             trial = study.ask(DISTRIBUTIONS)
             study.tell(trial, objective(trial.params))
             latencies.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
     trial = study.ask(DISTRIBUTIONS)
     for step in range(STEPS):
         t0 = time.perf_counter()
@@ -187,19 +186,18 @@ def time_optuna(study: optuna.Study, meter: CpuMeter, iters: int) -> Timings:
         trial.should_prune()
         reports.append(time.perf_counter() - t0)
     study.tell(trial, objective(trial.params))
-    return latencies, cpu, reports, splits
+    return latencies, reports, splits
 
 
 def time_service(base: str, study_id: int, meter: CpuMeter, iters: int) -> Timings:
     api = base + "/api/v1"
     latencies: list[float] = []
-    cpu: list[float] = []
     reports: list[float] = []
     splits: list[Split] = []
     with httpx.Client(timeout=60, headers=AUTH) as http:
         with meter.block(splits):
             for _ in range(iters):
-                t0, c0 = time.perf_counter(), time.process_time()
+                t0 = time.perf_counter()
                 trial = http.post(
                     f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}
                 ).json()
@@ -209,7 +207,6 @@ def time_service(base: str, study_id: int, meter: CpuMeter, iters: int) -> Timin
                     json={"lease_token": trial["lease"]["token"], "values": [value]},
                 ).raise_for_status()
                 latencies.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
         trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
         token = trial["lease"]["token"]
         for step in range(STEPS):
@@ -222,20 +219,19 @@ def time_service(base: str, study_id: int, meter: CpuMeter, iters: int) -> Timin
         http.post(
             f"{api}/trials/{trial['id']}/complete", json={"lease_token": token, "values": [1.0]}
         )
-    return latencies, cpu, reports, splits
+    return latencies, reports, splits
 
 
 def time_service_next(base: str, study_id: int, meter: CpuMeter, iters: int) -> Timings:
     """The same loop with one request per trial: complete carries ``next`` (ask the next trial)."""
     api = base + "/api/v1"
     latencies: list[float] = []
-    cpu: list[float] = []
     splits: list[Split] = []
     with httpx.Client(timeout=60, headers=AUTH) as http:
         trial = http.post(f"{api}/studies/{study_id}/trials", json={"worker_id": "bench"}).json()
         with meter.block(splits):
             for _ in range(iters):
-                t0, c0 = time.perf_counter(), time.process_time()
+                t0 = time.perf_counter()
                 value = objective(trial["params"])
                 done = http.post(
                     f"{api}/trials/{trial['id']}/complete",
@@ -248,12 +244,11 @@ def time_service_next(base: str, study_id: int, meter: CpuMeter, iters: int) -> 
                 done.raise_for_status()
                 trial = done.json()["next_trial"]
                 latencies.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
         http.post(
             f"{api}/trials/{trial['id']}/complete",
             json={"lease_token": trial["lease"]["token"], "values": [1.0]},
         )
-    return latencies, cpu, [], splits
+    return latencies, [], splits
 
 
 def interleaved(
@@ -263,16 +258,15 @@ def interleaved(
     a block in turn, so a machine that speeds up or slows down during the run (a shared VM
     does) weighs on all of them alike. One untimed block each first (view load, caches)."""
     per_block = max(1, iters // blocks)
-    out: dict[str, Timings] = {name: ([], [], [], []) for name, _ in systems}
+    out: dict[str, Timings] = {name: ([], [], []) for name, _ in systems}
     for _, run in systems:
         run(per_block)
     for _ in range(blocks):
         for name, run in systems:
-            latencies, cpu, reports, splits = run(per_block)
+            latencies, reports, splits = run(per_block)
             out[name][0].extend(latencies)
-            out[name][1].extend(cpu)
-            out[name][2].extend(reports)
-            out[name][3].extend(splits)
+            out[name][1].extend(reports)
+            out[name][2].extend(splits)
     return out
 
 
@@ -393,7 +387,7 @@ def measure(
     timings = interleaved(systems, iters, blocks)
     measured = []
     for name, _ in systems:
-        lat, cpu, rep, splits = timings[name]
+        lat, rep, splits = timings[name]
         reports = summary(rep) if rep else {"p50_ms": float("nan"), "p99_ms": float("nan")}
         spent = sum(splits, Split())
         row = {
@@ -402,7 +396,7 @@ def measure(
             "size": size,
             "system": name,
             **summary(lat),
-            "client_cpu_ms": 1000 * sum(cpu) / len(cpu),
+            "client_cpu_ms": 1000 * spent.client / len(lat),
             "report_p50_ms": reports["p50_ms"],
             "report_p99_ms": reports["p99_ms"],
             **{f"{k}_ms_per_round": 1000 * v / len(lat) for k, v in vars(spent).items()},
@@ -476,8 +470,8 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as url:
         AUTH["Authorization"] = f"Bearer {admin_token(url)}"
-        with serve(url) as server:
-            meter = CpuMeter(url.replace("+psycopg2", ""), server.pid)
+        dsn = url.replace("+psycopg2", "")
+        with serve(url) as server, closing(CpuMeter(dsn, server.pid)) as meter:
             for run in range(args.runs):
                 if args.runs > 1:
                     print(f"run {run + 1} of {args.runs}", flush=True)
@@ -486,7 +480,6 @@ def main() -> None:
                         results += measure(
                             server.url, url, meter, sampler, size, run, args.iters, args.blocks
                         )
-            meter.close()
         counts = {s: statements_per_round(url, s, 1000) for s in samplers}
     print()
     print("ratios (trials/s)" + (f", range over {args.runs} runs:" if args.runs > 1 else ":"))

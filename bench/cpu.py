@@ -4,7 +4,7 @@ PostgreSQL's backends serving one database, and of the whole machine, over a tim
 On a small machine a sequential client, the server and PostgreSQL take turns: when the
 machine's busy time over a block is about its wall time (one core's worth), the round is a
 serial chain of CPU work, and only less CPU somewhere in the chain makes it faster. Linux only
-(``/proc``); elsewhere every figure reads 0.
+(``/proc``); elsewhere only the client's CPU is measured and the other figures read 0.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class CpuMeter:
             return {row[0] for row in cur.fetchall()}
 
     def _snapshot(self, backends: set[int]) -> Split:
-        if not self.available:
-            return Split()
+        if not self.available:  # the client's own CPU is known everywhere
+            return Split(client=time.process_time())
         return Split(
             client=time.process_time(),
             server=_process_cpu(self._server_pid) if self._server_pid else 0.0,

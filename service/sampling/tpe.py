@@ -272,13 +272,7 @@ class ViewTPESampler(TPESampler):
         if search_space == {}:
             return {}
         finished = (TrialState.COMPLETE, TrialState.PRUNED)
-        storage = study._storage
-        n_finished = (
-            storage.count(finished)
-            if isinstance(storage, ViewStorage)
-            else len(study._get_trials(deepcopy=False, states=finished))
-        )
-        if n_finished < self._n_startup_trials:
+        if len(study._get_trials(deepcopy=False, states=finished)) < self._n_startup_trials:
             return {}
         return self._sample(study, trial, search_space)
 

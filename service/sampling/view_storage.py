@@ -135,10 +135,6 @@ class ViewStorage(BaseStorage):
             return None
         return self._log[cursor - self._log_start :]
 
-    def count(self, states: Container[TrialState]) -> int:
-        """The number of trials in ``states``."""
-        return len(self._filtered(states))
-
     def _reindex(self, start: int) -> None:
         for position in range(start, len(self._ordered)):
             self._index[self._ordered[position]._trial_id] = position
