@@ -75,11 +75,10 @@ Timings = tuple[list[float], list[float], list[Split]]
 def objective(params: dict[str, Any]) -> float:
     import math
 
-    return (
-        (math.log10(params["lr"]) + 2.5) ** 2
-        + 0.1 * params["n_layers"]
-        + params["batch_size"] / 1000
-    )
+    lr: float = params["lr"]
+    n_layers: int = params["n_layers"]
+    batch_size: int = params["batch_size"]
+    return (math.log10(lr) + 2.5) ** 2 + 0.1 * n_layers + batch_size / 1000
 
 
 def history(n: int, seed: int = 0) -> list[tuple[dict[str, Any], float, list[float]]]:
@@ -294,7 +293,8 @@ def statements_per_round(url: str, sampler: str, size: int, rounds: int = 20) ->
     study = optuna.create_study(
         study_name=f"count-rdb-{sampler}-{size}", storage=storage, sampler=make_sampler(sampler)
     )
-    prefill(url.replace("+psycopg2", ""), study._study_id, rows, service=False)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    prefill(url.replace("+psycopg2", ""), study_id, rows, service=False)
     study.tell(study.ask(DISTRIBUTIONS), 1.0)  # warm caches
     optuna_n, optuna_rt, optuna_tx = counted(
         counter,
@@ -363,13 +363,14 @@ def measure(
     rows = history(size)
     mem = optuna.create_study(sampler=make_sampler(sampler), pruner=optuna.pruners.MedianPruner())
     mem.add_trials(frozen_trials(rows))
+    rdb_storage = optuna.storages.RDBStorage(url)
     rdb = optuna.create_study(
         study_name=f"rdb-{sampler}-{size}-{run}",
-        storage=url,
+        storage=rdb_storage,
         sampler=make_sampler(sampler),
         pruner=optuna.pruners.MedianPruner(),
     )
-    prefill(dsn, rdb._study_id, rows, service=False)
+    prefill(dsn, rdb_storage.get_study_id_from_name(rdb.study_name), rows, service=False)
     body = {
         "name": f"svc-{sampler}-{size}-{run}",
         "search_space": SPACE,

@@ -36,7 +36,8 @@ import torch
 
 from bench.common import admin_token, scratch_database, server_process
 from bench.train_loop import Setup, naive_trial
-from workers.tasks.datasets import DatasetSpec, dataset_spec_from_task, load_dataset
+from workers.tasks.dataset_spec import DatasetSpec, dataset_spec_from_task
+from workers.tasks.datasets import load_dataset
 from workers.tasks.mlp_config import MLPParams
 
 

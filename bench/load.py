@@ -78,11 +78,10 @@ class Sample:
 
 
 def objective(params: dict[str, Any]) -> float:
-    return (
-        (math.log10(params["lr"]) + 2.5) ** 2
-        + 0.1 * params["n_layers"]
-        + params["batch_size"] / 1000
-    )
+    lr: float = params["lr"]
+    n_layers: int = params["n_layers"]
+    batch_size: int = params["batch_size"]
+    return (math.log10(lr) + 2.5) ** 2 + 0.1 * n_layers + batch_size / 1000
 
 
 class LoadRun:

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from workers.tasks.base import JSON, TaskFailed
-from workers.tasks.datasets import DatasetSpec, DeviceDataset, load_dataset
+from workers.tasks.dataset_spec import DatasetSpec
+from workers.tasks.datasets import DeviceDataset, load_dataset
 from workers.tasks.mlp import build_mlp, build_optimizer
 from workers.tasks.mlp_classifier import MLPClassifierTask
 from workers.tasks.mlp_config import MLPParams

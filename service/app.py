@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
+from service.api.docs import install_api_docs
 from service.api.errors import API_ERRORS, install_error_handlers
-from service.api.lean import LEAN_SWITCH
 from service.api.limits import BodyLimit, BodySizeLimit, RouteLimit
 from service.auth.access import Access
 from service.auth.endpoints import router as auth_router
@@ -26,6 +26,7 @@ from service.checkpoints.service import CheckpointService, build_store
 from service.dashboard.endpoints import router as dashboard_router
 from service.db.engine import create_db_engine, resolve_url
 from service.db.migrate import ensure_current
+from service.db.unit_of_work import UnitOfWork
 from service.fleet.endpoints import router as fleet_router
 from service.fleet.service import FleetService
 from service.health import router as health_router
@@ -51,10 +52,9 @@ from service.settings import ServerSettings
 from service.studies.endpoints import router as studies_router
 from service.studies.service import StudyService, load_definition
 from service.trials.endpoints import router as trials_router
-from service.trials.handout import HandoutService
 from service.trials.index import TrialStudyIndex
-from service.trials.leases import LeaseService
 from service.trials.queries import TrialQueries
+from service.trials.service import ClaimTiming, TrialService
 
 API_PREFIX = "/api/v1"
 
@@ -67,9 +67,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         description="Bayesian optimization over HTTP: studies and trials in PostgreSQL, "
         "sampled and pruned by Optuna.",
         lifespan=_lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: ours are offline
+        redoc_url=None,
     )
     app.state.settings = settings
-    setattr(app.state, LEAN_SWITCH, settings.lean_handlers)
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,
@@ -84,8 +85,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     install_observability(app)
     # Every /api route takes its caller from service.api.deps (a bearer token, checked against
-    # the study's or trial's team); only health, the dashboard's static pages and the schema
-    # are open.
+    # the study's or trial's team); only health, the dashboard's static pages, the schema and
+    # its pages (/docs, /redoc) are open.
     # Routes are matched in order, one by one, on every request: the trials router (ask, claim,
     # heartbeat, report, complete: the hot path) first. No two routers have overlapping paths,
     # except that history must come before studies, whose /studies/{study_id} would otherwise
@@ -99,6 +100,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(auth_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(health_router)
     app.include_router(dashboard_router)
+    install_api_docs(app)
     return app
 
 
@@ -113,7 +115,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception:
         engine.dispose()
         raise
-    views = StudyViews(functools.partial(load_definition, engine), settings.view_cache_size)
+    uow = UnitOfWork(engine)
+    views = StudyViews(functools.partial(load_definition, uow), settings.view_cache_size)
     signal = WorkSignal(asyncio.get_running_loop())
     events = EventBroadcaster(asyncio.get_running_loop())
     listener = Listener(
@@ -122,30 +125,34 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         route_notifications(signal, events),
     )
     reaper = Reaper(
-        engine,
+        uow,
         settings.reaper_interval_s,
         settings.idempotency_ttl_s,
         settings.event_retention_s,
     )
     app.state.engine = engine
-    app.state.auth = AuthService(engine, settings.auth_cache_s)
-    app.state.studies = StudyService(engine, views, checkpoint_store)
-    trial_index = TrialStudyIndex(engine)
-    app.state.access = Access(engine, trial_index)
-    app.state.handout = HandoutService(engine, views, trial_index)
-    app.state.leases = LeaseService(engine, views, trial_index, app.state.handout)
-    app.state.trial_queries = TrialQueries(engine)
-    app.state.fleet = FleetService(engine)
-    app.state.checkpoints = CheckpointService(
-        engine, checkpoint_store, settings.checkpoint_max_bytes
+    app.state.uow = uow
+    app.state.auth = AuthService(uow, settings.auth_cache_s)
+    app.state.studies = StudyService(uow, views, checkpoint_store)
+    trial_index = TrialStudyIndex(uow)
+    app.state.access = Access(uow, trial_index)
+    app.state.trials = TrialService(
+        uow,
+        views,
+        trial_index,
+        signal,
+        ClaimTiming(settings.claim_max_wait_s, settings.claim_repoll_s),
+        fail_fast_trials=settings.fail_fast_trials,
     )
+    app.state.trial_queries = TrialQueries(uow)
+    app.state.fleet = FleetService(uow)
+    app.state.checkpoints = CheckpointService(uow, checkpoint_store, settings.checkpoint_max_bytes)
     app.state.history = HistoryService(
-        engine, ImportanceCache(engine, settings.importance_sync_max_trials)
+        uow, ImportanceCache(uow, settings.importance_sync_max_trials)
     )
     app.state.live = LiveService(
-        engine, events, StreamTiming(settings.events_heartbeat_s, settings.events_repoll_s)
+        uow, events, StreamTiming(settings.events_heartbeat_s, settings.events_repoll_s)
     )
-    app.state.work_signal = signal
     app.state.reaper = reaper
     listener.start()
     reaper.start()

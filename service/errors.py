@@ -1,8 +1,9 @@
 """Domain errors.
 
 Every error the service raises on purpose is a :class:`ServiceError`. Each subclass carries the
-HTTP status and the machine-readable ``code`` it maps to; ``service.api.errors`` is the one place
-that turns them into responses of the shape ``{"error": {"code", "message", "details"}}``.
+HTTP status and the machine-readable ``code`` it maps to (and, for a passing condition, the
+``Retry-After`` seconds to answer with); ``service.api.errors`` is the one place that turns them
+into responses of the shape ``{"error": {"code", "message", "details"}}``.
 Services and repositories never import FastAPI: they raise these.
 """
 
@@ -16,6 +17,8 @@ class ServiceError(Exception):
 
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # Seconds after which retrying may succeed (sent as ``Retry-After``); None: do not retry.
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -100,11 +103,17 @@ class SchemaOutOfDate(ServiceError):
 
     status_code = 503
     code = "schema_out_of_date"
+    retry_after = 1
 
 
 class DatabaseUnavailable(ServiceError):
+    """The database cannot be reached or dropped the connection, or no pooled connection became
+    free in time: a passing condition (503, which clients retry). Raised by
+    ``service.db.unit_of_work``."""
+
     status_code = 503
     code = "database_unavailable"
+    retry_after = 1
 
 
 class Forbidden(ServiceError):

@@ -85,12 +85,14 @@ class WorkSignal:
     Every waiter is woken: each re-runs one cheap claim attempt.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # The loop of the waiters; without one, the loop of the first waiter.
         self._loop = loop
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def notify_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self.notify_all)
+        if self._loop is not None:  # no loop yet: nobody waits
+            self._loop.call_soon_threadsafe(self.notify_all)
 
     def notify_all(self) -> None:
         while self._waiters:
@@ -100,6 +102,8 @@ class WorkSignal:
 
     def waiter(self) -> asyncio.Future[None]:
         """Subscribe to the next notification (before checking for work, to miss none)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append(waiter)
         return waiter

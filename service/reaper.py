@@ -11,9 +11,10 @@ import logging
 import threading
 import time
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection
 
+from service.db.unit_of_work import UnitOfWork
+from service.errors import DatabaseUnavailable
 from service.observability.metrics import count_reaped
 from service.trials import repository as repo
 
@@ -26,12 +27,12 @@ THREAD_NAME = "lease-reaper"
 class Reaper:
     def __init__(
         self,
-        engine: Engine,
+        uow: UnitOfWork,
         interval_s: float,
         idempotency_ttl_s: int,
         event_retention_s: int,
     ) -> None:
-        self._engine = engine
+        self._uow = uow
         self._interval = interval_s
         self._ttl = idempotency_ttl_s
         self._event_retention = event_retention_s
@@ -47,11 +48,11 @@ class Reaper:
         self._thread.join(timeout=10)
 
     def run_once(self) -> list[repo.Reaped]:
-        """Handle every lease expired by now (in batches); returns what was done."""
+        """Handle every lease expired by now (in batches of one transaction each); returns what
+        was done. Raises DatabaseUnavailable when the database is away."""
         done: list[repo.Reaped] = []
         while True:
-            with self._engine.begin() as conn:
-                batch = repo.reap_expired(conn)
+            batch = self._uow.transaction(repo.reap_expired)
             done.extend(batch)
             if len(batch) < 100:
                 break
@@ -69,9 +70,11 @@ class Reaper:
             try:
                 self.run_once()
                 if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
-                    with self._engine.begin() as conn:
-                        repo.purge_idempotency_keys(conn, self._ttl)
-                        repo.purge_events(conn, self._event_retention)
+                    self._uow.transaction(self._purge)
                     self._last_purge = time.monotonic()
-            except DBAPIError as exc:  # the database is away: try again next round
+            except DatabaseUnavailable as exc:  # the database is away: try again next round
                 logger.warning("reaper: %s", exc)
+
+    def _purge(self, conn: Connection) -> None:
+        repo.purge_idempotency_keys(conn, self._ttl)
+        repo.purge_events(conn, self._event_retention)

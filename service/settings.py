@@ -72,10 +72,12 @@ class ServerSettings(BaseSettings):
         description="largest request body (413 above it); checkpoints have their own limit",
     )
     checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    lean_handlers: bool = Field(
-        default=True,
-        description="serve the hot lease calls (ask, claim, heartbeat, report, complete, ...) "
-        "with the planned handler of service.api.lean; false: FastAPI's own handler for all",
+    fail_fast_trials: int = Field(
+        default=5,
+        ge=0,
+        le=10_000,
+        description="pause a study whose first this many finished trials all failed for the"
+        " same reason (state_reason says why); 0: never",
     )
     auth: Literal["tokens", "off"] = Field(
         default="tokens",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def _worker(
     auth: dict[str, str],
     sid: int,
     name: str,
-    log: list[dict],
+    log: list[dict[str, Any]],
     errors: list[str],
 ) -> None:
     urls = itertools.cycle(base_urls)  # alternate between the two processes
@@ -62,10 +63,12 @@ def _worker(
             log.append(trial)
 
 
-_Client = Callable[[list[str], dict[str, str], int, str, list[dict], list[str]], None]
+_Client = Callable[[list[str], dict[str, str], int, str, list[dict[str, Any]], list[str]], None]
 
 
-def _race(servers: list[ServerProcess], client: _Client, name: str) -> tuple[list[dict], dict]:
+def _race(
+    servers: list[ServerProcess], client: _Client, name: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """12 clients run ``client`` on one study of 60 trials across both processes; checks that
     each trial was handed out once, numbered 0..59, with no repeated suggestion, and returns
     the trials handed out and the study."""
@@ -74,7 +77,7 @@ def _race(servers: list[ServerProcess], client: _Client, name: str) -> tuple[lis
     auth = servers[0].headers
     body = study_body(name, max_trials=n_trials, max_parallel=None, pruner={"name": "none"})
     sid = httpx.post(f"{urls[0]}/api/v1/studies", json=body, headers=auth).json()["id"]
-    log: list[dict] = []
+    log: list[dict[str, Any]] = []
     errors: list[str] = []
 
     def run(i: int) -> None:
@@ -109,7 +112,7 @@ def _next_worker(
     auth: dict[str, str],
     sid: int,
     name: str,
-    log: list[dict],
+    log: list[dict[str, Any]],
     errors: list[str],
 ) -> None:
     """Asks once, then completes each trial with ``next`` (complete and the next hand-out in

@@ -44,13 +44,16 @@ def test_load_study_sees_what_the_api_shows(client: TestClient, db: ScratchDatab
     ask(client, sid)  # running
     client.post(f"{API}/studies/{sid}/trials/enqueue", json={"params": {"lr": 0.001}})  # waiting
 
-    study = optuna.load_study(study_name=created["optuna_study_name"], storage=db.url_string)
+    storage = optuna.storages.RDBStorage(db.url_string)
+    study = optuna.load_study(study_name=created["optuna_study_name"], storage=storage)
+    optuna_study_id = storage.get_study_id_from_name(study.study_name)
     api_trials = client.get(f"{API}/studies/{sid}/trials", params={"include_intermediate": True})
     by_number = {t["number"]: t for t in api_trials.json()["items"]}
     assert len(study.trials) == len(by_number) == 5
     for trial in study.trials:
         api = by_number[trial.number]
-        assert trial._trial_id == api["id"]
+        trial_id = storage.get_trial_id_from_study_id_trial_number(optuna_study_id, trial.number)
+        assert trial_id == api["id"]
         assert _api_state(trial.state) == api["state"]
         assert trial.params == api["params"]
         assert trial.values == api["values"]

@@ -105,8 +105,10 @@ def test_optuna_and_service_version_tables_are_separate(test_db: ScratchDatabase
     with engine.connect() as conn:
         optuna_rev = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         ours = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+    status = migrate.schema_status(engine)
     engine.dispose()
     assert optuna_rev.startswith("v")  # Optuna's revision ids look like v3.2.0.a
+    assert optuna_rev == status.optuna_head  # Optuna's own head, read through its public API
     assert ours == migrate.service_head()
 
 

@@ -4,10 +4,9 @@ They are ``async``: FastAPI runs a plain ``def`` dependency in the thread pool, 
 dependency on every request. These only read ``app.state`` and in-memory caches; what needs
 the database (a token or a study not seen before) goes to the thread pool explicitly.
 
-Every dependency is a node FastAPI solves on every request (roughly 0.1 ms each on the bench
-machine), so the permission checks (:class:`Allowed`, :class:`OnStudy`, :class:`OnTrial`) are
-one node over the bearer scheme: they resolve the caller and read ``Access`` themselves rather
-than through a dependency each.
+Every dependency is a node FastAPI solves on every request, so the permission checks
+(:class:`Allowed`, :class:`OnStudy`, :class:`OnTrial`) are one node over the bearer scheme: they
+resolve the caller and read ``Access`` themselves rather than through a dependency each.
 """
 
 from __future__ import annotations
@@ -26,12 +25,10 @@ from service.auth.roles import Permission
 from service.auth.service import AuthService
 from service.errors import Forbidden, Unauthorized
 from service.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, IdempotencyKey
-from service.notify import WorkSignal
 from service.settings import ServerSettings
 from service.studies.service import StudyService
-from service.trials.handout import HandoutService
-from service.trials.leases import LeaseService
 from service.trials.queries import TrialQueries
+from service.trials.service import TrialService
 
 
 async def get_settings(request: Request) -> ServerSettings:
@@ -44,13 +41,8 @@ async def get_studies(request: Request) -> StudyService:
     return service
 
 
-async def get_handout(request: Request) -> HandoutService:
-    service: HandoutService = request.app.state.handout
-    return service
-
-
-async def get_leases(request: Request) -> LeaseService:
-    service: LeaseService = request.app.state.leases
+async def get_trials(request: Request) -> TrialService:
+    service: TrialService = request.app.state.trials
     return service
 
 
@@ -59,17 +51,10 @@ async def get_trial_queries(request: Request) -> TrialQueries:
     return service
 
 
-async def get_work_signal(request: Request) -> WorkSignal:
-    signal: WorkSignal = request.app.state.work_signal
-    return signal
-
-
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 StudiesDep = Annotated[StudyService, Depends(get_studies)]
-HandoutDep = Annotated[HandoutService, Depends(get_handout)]
-LeasesDep = Annotated[LeaseService, Depends(get_leases)]
+TrialsDep = Annotated[TrialService, Depends(get_trials)]
 TrialQueriesDep = Annotated[TrialQueries, Depends(get_trial_queries)]
-WorkSignalDep = Annotated[WorkSignal, Depends(get_work_signal)]
 
 
 async def get_auth(request: Request) -> AuthService:

@@ -1,9 +1,12 @@
 """The one place that maps errors to HTTP responses.
 
 Every error, 4xx or 5xx, has one shape: ``{"error": {"code", "message", "details"}}``.
-Domain errors carry their status and code (``service.errors``); request validation errors are
-422 ``validation_error`` (400 ``malformed_json`` when the body is not JSON at all); anything
-unexpected is a logged 500 ``internal_error`` that reveals nothing of the server.
+Domain errors carry their status and code (``service.errors``), and ``Retry-After`` when they
+pass (the database away: ``DatabaseUnavailable``, translated from the driver's errors by
+``service.db.unit_of_work``); request validation errors are 422 ``validation_error`` (400
+``malformed_json`` when the body is not JSON at all); anything unexpected, a database error that
+escaped the unit of work included, is a logged 500 ``internal_error`` that reveals nothing of
+the server.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
@@ -60,7 +62,7 @@ _MEANINGS = {
     413: "the request body is over its limit (`payload_too_large`)",
     422: "invalid input (`validation_error`, `invalid_input`, `invalid_spec`)",
     503: "the database is unavailable or out of date (`database_unavailable`,"
-    " `schema_out_of_date`); retry",
+    " `transaction_aborted`, `schema_out_of_date`); retry after `Retry-After` seconds",
 }
 
 
@@ -131,10 +133,15 @@ async def _body_too_large(request: Request, exc: Exception) -> JSONResponse:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    if exc.status_code >= 500:
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:  # a passing condition (the database away): retry
+        headers["Retry-After"] = str(exc.retry_after)
+        logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    elif exc.status_code >= 500:
         logger.error("%s %s: %s", request.method, request.url.path, exc.message)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, headers or None)
 
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:
@@ -195,23 +202,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), None, exc.headers)
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    """A lost or refused database connection is the server's problem, and a passing one: 503,
-    which clients retry. (The pool has already dropped the broken connection.)"""
-    assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated or isinstance(exc, OperationalError):
-        logger.warning(
-            "database unavailable on %s %s: %s", request.method, request.url.path, exc.orig
-        )
-        return error_response(
-            503,
-            "database_unavailable",
-            "the database is unavailable; retry shortly",
-            headers={"Retry-After": "1"},
-        )
-    return await _unexpected(request, exc)
-
-
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     # Answered outside the request middleware, so the request id is echoed here.
@@ -225,5 +215,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(BodyTooLarge, _body_too_large)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

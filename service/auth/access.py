@@ -8,10 +8,9 @@ it; the checks cost no SQL once warm, and then run on the event loop without a t
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
 from service.auth import repository as repo
 from service.auth.principal import Principal
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound
 from service.facts import FactCache
 from service.trials.index import TrialStudyIndex
@@ -21,9 +20,9 @@ class Access:
     """Thread-safe checks of a caller against a study or trial id."""
 
     def __init__(
-        self, engine: Engine, trial_index: TrialStudyIndex, capacity: int = 100_000
+        self, uow: UnitOfWork, trial_index: TrialStudyIndex, capacity: int = 100_000
     ) -> None:
-        self._engine = engine
+        self._uow = uow
         self._trials = trial_index
         self._teams = FactCache(self._lookup_team, capacity)  # study id → team id
 
@@ -67,5 +66,5 @@ class Access:
         return True
 
     def _lookup_team(self, study_id: int) -> int | None:
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             return repo.team_of_study(conn, study_id)

@@ -1,4 +1,6 @@
-"""SQL for teams and tokens (``hpo_teams``, ``hpo_api_tokens``) and study ownership."""
+"""SQL for teams and tokens (``hpo_teams``, ``hpo_api_tokens``) and study ownership.
+
+Functions run on the caller's connection and never commit."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from service.auth.roles import Role
 from service.db.prepared import Statement
 
 DEFAULT_TEAM = "default"  # the team of studies created with HPO_AUTH=off (migration 0009)
@@ -14,9 +17,11 @@ DEFAULT_TEAM = "default"  # the team of studies created with HPO_AUTH=off (migra
 
 @dataclass(frozen=True)
 class TokenRow:
+    """A token as its team's admin sees it (never its secret nor its hash)."""
+
     token_id: int
     team: str
-    role: str
+    role: Role
     name: str | None
     prefix: str
     created_at: dt.datetime
@@ -26,10 +31,12 @@ class TokenRow:
 
 @dataclass(frozen=True)
 class TokenOwner:
+    """Who a live token speaks for."""
+
     token_id: int
     team_id: int
     team: str
-    role: str
+    role: Role
     expires_at: dt.datetime | None
 
 
@@ -62,7 +69,7 @@ def insert_token(
     conn: Connection,
     *,
     team_id: int,
-    role: str,
+    role: Role,
     name: str | None,
     prefix: str,
     token_hash: str,
@@ -147,5 +154,6 @@ _STUDY_TEAM = Statement("SELECT team_id FROM hpo_studies WHERE study_id = :study
 
 
 def team_of_study(conn: Connection, study_id: int) -> int | None:
+    """The id of the study's team; None if there is no such study."""
     row = _STUDY_TEAM.one_or_none(conn, {"study_id": study_id})
     return None if row is None else int(row["team_id"])

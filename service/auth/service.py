@@ -13,13 +13,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from service.auth import repository as repo
 from service.auth import tokens
 from service.auth.principal import Principal
 from service.auth.roles import ROLES, Role
+from service.db.unit_of_work import UnitOfWork
 from service.errors import InvalidInput, NotFound, Unauthorized
 
 _BAD_TOKEN = "the bearer token is unknown, revoked or expired"
@@ -34,8 +35,8 @@ class IssuedToken:
 
 
 class AuthService:
-    def __init__(self, engine: Engine, cache_s: float = 5.0) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork, cache_s: float = 5.0) -> None:
+        self._uow = uow
         self._cache_s = cache_s
         self._cache: dict[str, tuple[Principal, float]] = {}  # hash → (caller, valid until)
         self._lock = threading.Lock()
@@ -59,11 +60,11 @@ class AuthService:
             return principal
         digest = tokens.token_hash(token)
         now = time.monotonic()
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             owner = repo.live_token(conn, digest)
         if owner is None:
             raise Unauthorized(_BAD_TOKEN)
-        principal = Principal(owner.team_id, owner.team, _role(owner.role), owner.token_id)
+        principal = Principal(owner.team_id, owner.team, owner.role, owner.token_id)
         valid_until = now + self._cache_s
         if owner.expires_at is not None:
             left = (owner.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
@@ -82,26 +83,29 @@ class AuthService:
         name: str | None = None,
         expires_in: dt.timedelta | None = None,
     ) -> IssuedToken:
-        """A new token for ``team`` (created if it does not exist) with ``role``."""
+        """A new token for ``team`` (created if it does not exist) with ``role``; one
+        transaction."""
         _check_team_name(team)
+        checked = _role(role)
         secret = tokens.new_token()
         expires_at = None if expires_in is None else dt.datetime.now(dt.UTC) + expires_in
-        with self._engine.begin() as conn:
-            team_id = repo.ensure_team(conn, team)
-            info = repo.insert_token(
+
+        def work(conn: Connection) -> repo.TokenRow:
+            return repo.insert_token(
                 conn,
-                team_id=team_id,
-                role=_role(role),
+                team_id=repo.ensure_team(conn, team),
+                role=checked,
                 name=name,
                 prefix=tokens.shown_prefix(secret),
                 token_hash=tokens.token_hash(secret),
                 expires_at=expires_at,
             )
-        return IssuedToken(info, secret)
+
+        return IssuedToken(self._uow.transaction(work), secret)
 
     def list(self, team: str | None) -> list[repo.TokenRow]:
         """Tokens of the team named ``team`` (of every team for None)."""
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             team_id = None if team is None else repo.find_team(conn, team)
             if team is not None and team_id is None:
                 raise NotFound(f"no team named {team!r}")
@@ -109,13 +113,12 @@ class AuthService:
 
     def list_of(self, team_id: int | None) -> Sequence[repo.TokenRow]:
         """Tokens of the team with id ``team_id`` (of every team for None)."""
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             return repo.list_tokens(conn, team_id)
 
     def revoke(self, token_id: int, team_id: int | None) -> repo.TokenRow:
         """Revoke a token of the team (of any team for None). Idempotent."""
-        with self._engine.begin() as conn:
-            row = repo.revoke_token(conn, token_id, team_id)
+        row = self._uow.transaction(lambda conn: repo.revoke_token(conn, token_id, team_id))
         if row is None:
             raise NotFound(f"token {token_id} does not exist")
         with self._lock:
@@ -150,6 +153,7 @@ def issue_token(
 
     engine = create_db_engine(url, pool_size=1, max_overflow=0)
     try:
-        return AuthService(engine).issue(team, role, name=name, expires_in=expires_in).token
+        auth = AuthService(UnitOfWork(engine))
+        return auth.issue(team, role, name=name, expires_in=expires_in).token
     finally:
         engine.dispose()

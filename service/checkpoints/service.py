@@ -16,16 +16,17 @@ import hashlib
 from pathlib import Path
 from typing import NoReturn
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from service.checkpoints import repository as repo
 from service.checkpoints.file_store import FileCheckpointStore
 from service.checkpoints.postgres_store import PostgresCheckpointStore
 from service.checkpoints.store import Checkpoint, CheckpointMeta, CheckpointStore
+from service.db.unit_of_work import UnitOfWork
 from service.errors import LeaseLost, NotFound, PayloadTooLarge
+from service.states import FINISHED_STATES, OptunaTrialState
 from service.trials import repository as trials_repo
 
-_FINISHED = {"COMPLETE", "PRUNED", "FAIL"}
 _MIB = 1024 * 1024
 
 
@@ -39,8 +40,8 @@ def build_store(checkpoint_dir: Path | None) -> CheckpointStore:
 class CheckpointService:
     """Thread-safe; one instance per server process."""
 
-    def __init__(self, engine: Engine, store: CheckpointStore, max_bytes: int) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork, store: CheckpointStore, max_bytes: int) -> None:
+        self._uow = uow
         self.store = store
         self.max_bytes = max_bytes
 
@@ -61,7 +62,8 @@ class CheckpointService:
         if len(data) > self.max_bytes:
             raise self.too_large()
         digest = hashlib.sha256(data).hexdigest()
-        with self._engine.begin() as conn:
+
+        def work(conn: Connection) -> CheckpointMeta:
             study_id = repo.lock_live_lease(conn, trial_id, token)
             if study_id is None:
                 _raise_for_lease(conn, trial_id)
@@ -69,13 +71,15 @@ class CheckpointService:
                 conn, study_id=study_id, trial_id=trial_id, step=step, data=data, sha256=digest
             )
 
+        return self._uow.transaction(work)  # a store's write may run again (see its contract)
+
     def get(self, trial_id: int, token: str | None) -> Checkpoint:
         """The trial's checkpoint. A trial not finished yet needs the token of its live lease."""
-        with self._engine.begin() as conn:
+        with self._uow.begin() as conn:
             lease = trials_repo.lease_state(conn, trial_id)
             if lease is None:
                 raise NotFound(f"trial {trial_id} does not exist")
-            if lease.trial_state not in _FINISHED and not (
+            if lease.trial_state not in FINISHED_STATES and not (
                 token is not None and lease.lease_live and lease.lease_token == token
             ):
                 raise _lease_lost(trial_id, lease.trial_state)
@@ -86,7 +90,7 @@ class CheckpointService:
 
     def meta(self, trial_id: int) -> CheckpointMeta:
         """The metadata of the trial's checkpoint; no lease needed."""
-        with self._engine.begin() as conn:
+        with self._uow.read() as conn:
             meta = repo.get_meta(conn, trial_id)
             if meta is None and trials_repo.study_of_trial(conn, trial_id) is None:
                 raise NotFound(f"trial {trial_id} does not exist")
@@ -103,7 +107,7 @@ def _raise_for_lease(conn: Connection, trial_id: int) -> NoReturn:
     raise _lease_lost(trial_id, lease.trial_state)
 
 
-def _lease_lost(trial_id: int, trial_state: str) -> LeaseLost:
+def _lease_lost(trial_id: int, trial_state: OptunaTrialState) -> LeaseLost:
     return LeaseLost(
         f"the lease on trial {trial_id} is not held by this token "
         "(missing, expired, handed to another worker, or the trial finished)",

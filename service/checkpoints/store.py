@@ -42,6 +42,9 @@ class CheckpointStore(Protocol):
       commits, readers see the new metadata with the new bytes; if it rolls back, or the
       process dies before the commit, they see the previous checkpoint (or none). A reader
       never sees metadata for bytes that are not there, nor half-written bytes.
+    - ``write`` may be called again for the same trial after the caller's transaction rolled
+      back (the service retries a transaction the database aborted as a deadlock); the second
+      write replaces the checkpoint as the first would have.
     - ``read`` answers the metadata and bytes of one committed checkpoint, or ``None``.
     - Rows go with their trial or study (``ON DELETE CASCADE``); ``delete_study`` removes
       whatever else the store keeps for a study and is idempotent. Call it after the study's

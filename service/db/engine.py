@@ -24,7 +24,7 @@ def create_db_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 20) -
         pool_size=pool_size,
         max_overflow=max_overflow,
         # No pre-ping (a round trip per transaction): a connection broken by a database
-        # restart fails one request with 503 and is replaced (see service.api.errors).
+        # restart fails one request with 503 and is replaced (see service.db.unit_of_work).
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"application_name": "hpo-service"},

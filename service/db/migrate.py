@@ -8,6 +8,7 @@ The service's tables are created by the revisions in ``migrations/``, tracked in
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +62,15 @@ def service_head() -> str:
     return head
 
 
+@functools.cache
 def _optuna_head() -> str:
-    from optuna.storages._rdb.alembic import versions  # noqa: F401  (ensures the package exists)
-
-    script_dir = Path(optuna.storages._rdb.storage.__file__).parent / "alembic"
-    config = Config()
-    config.set_main_option("script_location", str(script_dir))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
+    """The head of the installed Optuna's schema revisions (``RDBStorage.get_head_version``,
+    asked of a throwaway storage on an in-memory SQLite database: the public way to ask)."""
+    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
+    try:
+        return storage.get_head_version()
+    finally:
+        storage.engine.dispose()
 
 
 def schema_status(engine: Engine) -> SchemaStatus:

@@ -98,6 +98,8 @@ study_specs = Table(
     # (the default team: <name>), unique across the database.
     Column("name", String(512), nullable=False),
     Column("state", String(16), nullable=False),
+    # Why the server paused the study by itself; NULL once a user changes the state.
+    Column("state_reason", Text, nullable=True),
     # json, not jsonb: it keeps the user's key order (the order of the search space).
     Column("spec", JSON, nullable=False),
     Column("task_name", String(256), nullable=True),

@@ -21,17 +21,16 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine
 
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound
 from service.history import repository as repo
 from service.history.schemas import ImportanceOut, ImportanceStatus, ObjectiveImportanceOut
@@ -54,8 +53,8 @@ class _Entry:
 
 
 class ImportanceCache:
-    def __init__(self, engine: Engine, sync_max_trials: int) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork, sync_max_trials: int) -> None:
+        self._uow = uow
         self._sync_max = sync_max_trials
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._running: set[int] = set()
@@ -64,7 +63,7 @@ class ImportanceCache:
 
     def get(self, study_id: int) -> ImportanceOut:
         """The study's importances; NotFound if it does not exist."""
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             directions = study_directions(conn, study_id)
             if not directions:
                 raise NotFound(f"study {study_id} does not exist")
@@ -125,7 +124,7 @@ class ImportanceCache:
                 self._running.discard(study_id)
 
     def _compute(self, study_id: int, directions: list[str]) -> _Entry:
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             rows = repo.complete_trials(conn, study_id)
         entry = _Entry(len(rows), _now(), evaluate(study_id, directions, rows))
         with self._lock:
@@ -139,10 +138,10 @@ class ImportanceCache:
 
 
 def evaluate(
-    study_id: int, directions: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    study_id: int, directions: Sequence[str], rows: Sequence[repo.CompleteTrial]
 ) -> list[ObjectiveImportanceOut]:
-    """PED-ANOVA importances of each objective over complete trial rows (``params``, ``vals``).
-    Empty with fewer than two trials or no parameters."""
+    """PED-ANOVA importances of each objective over complete trials. Empty with fewer than two
+    trials or no parameters."""
     if len(rows) < MIN_TRIALS:
         return []
     study = _in_memory_study(study_id, directions, rows)
@@ -175,30 +174,31 @@ def _objective(k: int, sign: float) -> Callable[[FrozenTrial], float]:
 
 
 def _in_memory_study(
-    study_id: int, directions: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    study_id: int, directions: Sequence[str], rows: Sequence[repo.CompleteTrial]
 ) -> optuna.Study:
     storage = ViewStorage(
         study_id, f"importance-{study_id}", [StudyDirection[d.upper()] for d in directions]
     )
     for row in rows:
-        if not row["vals"]:
+        if not row.values:
             continue
-        params, distributions = decode_params(row["params"])
+        params, distributions = decode_params(row.params)
         storage.put_trial(
+            row.trial_id,
             FrozenTrial(
-                number=row["number"],
+                number=row.number,
                 state=TrialState.COMPLETE,
                 value=None,
-                values=list(row["vals"]),
-                datetime_start=row["datetime_start"],
-                datetime_complete=row["datetime_complete"],
+                values=list(row.values),
+                datetime_start=row.datetime_start,
+                datetime_complete=row.datetime_complete,
                 params=params,
                 distributions=distributions,
                 user_attrs={},
                 system_attrs={},
                 intermediate_values={},
-                trial_id=row["trial_id"],
-            )
+                trial_id=row.trial_id,
+            ),
         )
     return optuna.Study(
         study_name=storage.study_name, storage=storage, sampler=optuna.samplers.RandomSampler()

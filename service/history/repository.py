@@ -1,7 +1,8 @@
 """SQL of the read models. Every function is one statement, and none writes.
 
 Values come back as float8 with Optuna's infinities restored (Optuna stores them as NULL plus a
-type tag); trial rows for ``TrialOut`` have the columns ``service.trials.read_model`` expects.
+type tag); trials for ``TrialOut`` come back as :class:`~service.trials.repository.rows.TrialRow`,
+everything else as the small frozen rows below, named for what they are.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, text
+
+from service.states import OptunaTrialState
+from service.trials.repository.rows import RawParams, TrialRow
 
 # One stored objective value / intermediate value as float8, infinities (and NaN) restored.
 _VALUE = (
@@ -30,7 +33,9 @@ _VALUES_ARRAY = (
 
 
 def _trial_columns(intermediate: bool) -> str:
-    """The columns ``to_trial_out`` reads, for ``trials t`` joined with ``hpo_trials h``."""
+    """The columns of a :class:`TrialRow`, for ``trials t`` joined with ``hpo_trials h``. Of
+    the system attributes only ``fixed_params`` is read: the parameters of a trial enqueued and
+    not started yet (the API shows no other)."""
     curve = (
         """(SELECT json_agg(json_build_array(i.step, i.intermediate_value,
                                              i.intermediate_value_type) ORDER BY i.step)
@@ -42,12 +47,16 @@ def _trial_columns(intermediate: bool) -> str:
         t.trial_id, t.study_id, t.number, t.state::text AS state,
         t.datetime_start, t.datetime_complete,
         coalesce(h.attempt, 0) AS attempt, h.worker_id, h.fail_reason, h.lease_expires_at,
+        h.queued_at,
         (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json))
            FROM trial_params p WHERE p.trial_id = t.trial_id) AS params,
         (SELECT json_agg(json_build_array(v.objective, v.value, v.value_type))
            FROM trial_values v WHERE v.trial_id = t.trial_id) AS trial_values,
         (SELECT json_object_agg(a.key, a.value_json)
            FROM trial_user_attributes a WHERE a.trial_id = t.trial_id) AS user_attrs,
+        (SELECT json_object_agg(a.key, a.value_json)
+           FROM trial_system_attributes a
+          WHERE a.trial_id = t.trial_id AND a.key = 'fixed_params') AS system_attrs,
         {curve} AS intermediate
     """
 
@@ -133,6 +142,19 @@ def complete_values(conn: Connection, ids: Sequence[int]) -> dict[int, list[list
 
 # ---- optimization history ----
 
+
+@dataclass(frozen=True)
+class FinishedTrial:
+    """A finished trial as the optimization history plots it."""
+
+    trial_id: int
+    number: int
+    state: OptunaTrialState  # COMPLETE, PRUNED or FAIL
+    datetime_start: dt.datetime | None
+    datetime_complete: dt.datetime | None
+    values: list[float] | None  # by objective; None unless it stored values
+
+
 _HISTORY = text(
     f"""
     SELECT t.trial_id, t.number, t.state::text AS state, t.datetime_start, t.datetime_complete,
@@ -148,10 +170,20 @@ _HISTORY = text(
 
 def finished_trials(
     conn: Connection, study_id: int, after_number: int, limit: int
-) -> list[dict[str, Any]]:
+) -> list[FinishedTrial]:
     """Finished trials numbered above ``after_number``, in number order."""
     params = {"study_id": study_id, "after": after_number, "limit": limit}
-    return [dict(r) for r in conn.execute(_HISTORY, params).mappings()]
+    return [
+        FinishedTrial(
+            trial_id=r.trial_id,
+            number=r.number,
+            state=r.state,
+            datetime_start=r.datetime_start,
+            datetime_complete=r.datetime_complete,
+            values=None if r.vals is None else list(r.vals),
+        )
+        for r in conn.execute(_HISTORY, params)
+    ]
 
 
 # ---- change feed ----
@@ -183,17 +215,30 @@ def changed_trials(
     limit: int,
     *,
     intermediate: bool,
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[TrialRow]]:
     """The transaction horizon (``pg_snapshot_xmin`` of this statement's snapshot: every
     transaction below it has finished) and the study's trials after ``after`` in
-    (change_xid, trial_id) order. ``(x, -1)`` means every trial changed by a transaction >= x."""
+    (change_xid, trial_id) order, each with its ``change_xid``. ``(x, -1)`` means every trial
+    changed by a transaction >= x."""
     params = {"study_id": study_id, "xid": after[0], "trial_id": after[1], "limit": limit}
-    rows = [dict(r) for r in conn.execute(_CHANGES[intermediate], params).mappings()]
+    rows = conn.execute(_CHANGES[intermediate], params).mappings().all()
     horizon = int(rows[0]["horizon"])
-    return horizon, [r for r in rows if r["trial_id"] is not None]
+    return horizon, [TrialRow.of(r) for r in rows if r["trial_id"] is not None]
 
 
 # ---- learning curves ----
+
+
+@dataclass(frozen=True)
+class TrialCurve:
+    """A trial's intermediate values, in step order (NaN and infinities as floats)."""
+
+    trial_id: int
+    number: int
+    state: OptunaTrialState
+    steps: list[int]
+    values: list[float]
+
 
 _CURVES = text(
     f"""
@@ -218,7 +263,7 @@ def curves(
     numbers: Sequence[int] | None,
     after_number: int,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[TrialCurve]:
     """Trials with intermediate values (of ``numbers`` only, if given), in number order."""
     params = {
         "study_id": study_id,
@@ -226,7 +271,16 @@ def curves(
         "after": after_number,
         "limit": limit,
     }
-    return [dict(r) for r in conn.execute(_CURVES, params).mappings()]
+    return [
+        TrialCurve(
+            trial_id=r.trial_id,
+            number=r.number,
+            state=r.state,
+            steps=list(r.steps),
+            values=[float(v) for v in r.vals],
+        )
+        for r in conn.execute(_CURVES, params)
+    ]
 
 
 # ---- importance ----
@@ -239,6 +293,18 @@ def count_complete(conn: Connection, study_id: int) -> int:
         {"id": study_id},
     ).scalar_one()
     return int(n)
+
+
+@dataclass(frozen=True)
+class CompleteTrial:
+    """A complete trial's parameters and values, what importances are computed from."""
+
+    trial_id: int
+    number: int
+    datetime_start: dt.datetime | None
+    datetime_complete: dt.datetime | None
+    params: RawParams | None  # as ``json_agg`` returns them (``service.sampling.rows``)
+    values: list[float] | None  # by objective; None if it stored none
 
 
 _COMPLETE_TRIALS = text(
@@ -254,9 +320,19 @@ _COMPLETE_TRIALS = text(
 )
 
 
-def complete_trials(conn: Connection, study_id: int) -> list[dict[str, Any]]:
+def complete_trials(conn: Connection, study_id: int) -> list[CompleteTrial]:
     """Parameters and values of every complete trial, in number order."""
-    return [dict(r) for r in conn.execute(_COMPLETE_TRIALS, {"id": study_id}).mappings()]
+    return [
+        CompleteTrial(
+            trial_id=r.trial_id,
+            number=r.number,
+            datetime_start=r.datetime_start,
+            datetime_complete=r.datetime_complete,
+            params=r.params,
+            values=None if r.vals is None else list(r.vals),
+        )
+        for r in conn.execute(_COMPLETE_TRIALS, {"id": study_id})
+    ]
 
 
 # ---- export ----
@@ -311,7 +387,7 @@ _EXPORT = {flag: text(_export_sql(flag)) for flag in (False, True)}
 
 def trials_after(
     conn: Connection, study_id: int, after_number: int, limit: int, *, intermediate: bool
-) -> list[dict[str, Any]]:
+) -> list[TrialRow]:
     """Trials numbered above ``after_number`` (any state), in number order."""
     params = {"study_id": study_id, "after": after_number, "limit": limit}
-    return [dict(r) for r in conn.execute(_EXPORT[intermediate], params).mappings()]
+    return [TrialRow.of(r) for r in conn.execute(_EXPORT[intermediate], params).mappings()]

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.studies.schemas import Direction, StudyStateName, TrialCounts
+from service.states import StudyStateName
+from service.studies.schemas import Direction, TrialCounts
 from service.trials.schemas import TrialOut
 
 FinishedState = Literal["complete", "pruned", "failed"]

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
+from service.db.unit_of_work import UnitOfWork
 from service.errors import BadCursor, NotFound
 from service.history import repository as repo
 from service.history.curves import downsample
@@ -30,8 +31,8 @@ from service.history.schemas import (
 )
 from service.ids import MAX_ID
 from service.pagination import Page, decode_cursor, encode_cursor
+from service.states import API_STATE
 from service.studies import repository as studies_repo
-from service.studies.repository import API_STATE
 from service.studies.schemas import TrialCounts
 from service.trials.pareto import pareto_front_mask
 from service.trials.read_model import to_trial_out, utc
@@ -65,8 +66,8 @@ class TrialExport:
 
 
 class HistoryService:
-    def __init__(self, engine: Engine, importance: ImportanceCache) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork, importance: ImportanceCache) -> None:
+        self._uow = uow
         self._importance = importance
         self._fronts: dict[int, tuple[int, int]] = {}  # study → (complete trials, front size)
         self._fronts_lock = threading.Lock()
@@ -83,7 +84,7 @@ class HistoryService:
         Pareto front size, last activity and running workers: three statements whatever the
         page size."""
         after = _int_key(cursor, "summary")
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             rows = studies_repo.list_studies(
                 conn, team_id=team_id, state=None, after_id=after, limit=limit + 1
             )
@@ -132,7 +133,7 @@ class HistoryService:
         cursor carries the best values, so every page continues them exactly."""
         kind = f"history:{study_id}"
         key = _model_key(cursor, kind, _HistoryKey) or _HistoryKey(n=-1)
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             directions = _require_study(conn, study_id)
             if key.b is not None and len(key.b) != len(directions):
                 raise BadCursor(f"cursor {cursor!r} does not belong to this list")
@@ -140,7 +141,7 @@ class HistoryService:
         best = key.b
         items = []
         for row in rows[:limit]:
-            values = list(row["vals"]) if row["state"] == "COMPLETE" and row["vals"] else None
+            values = row.values if row.state == "COMPLETE" and row.values else None
             if values is not None:
                 best = _improve(best, values, directions)
             items.append(_history_point(row, values, best))
@@ -170,7 +171,7 @@ class HistoryService:
             after, first = key.a, key.h
         else:
             after, first = (key.h, -1), None
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             _require_study(conn, study_id)
             horizon, rows = repo.changed_trials(
                 conn, study_id, after, limit + 1, intermediate=intermediate
@@ -180,7 +181,7 @@ class HistoryService:
         rows = rows[:limit]
         position: dict[str, Any] = {"h": floor}
         if more:
-            position["a"] = [rows[-1]["change_xid"], rows[-1]["trial_id"]]
+            position["a"] = [rows[-1].change_xid, rows[-1].trial_id]
         items = [to_trial_out(r, intermediate=intermediate) for r in rows]
         return ChangesOut(items=items, cursor=encode_cursor(kind, position), more=more)
 
@@ -198,7 +199,7 @@ class HistoryService:
         given) that have any, in number order, each down-sampled to ``max_points``."""
         kind = f"curves:{study_id}"
         after = _int_key(cursor, kind)
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             _require_study(conn, study_id)
             rows = repo.curves(conn, study_id, numbers, -1 if after is None else after, limit + 1)
         items = [_curve(r, max_points) for r in rows[:limit]]
@@ -217,7 +218,7 @@ class HistoryService:
         """Check the study and fix the CSV layout now; the trials are read lazily in chunks of
         ``EXPORT_CHUNK`` (one short connection each), so an export never holds the whole study
         in memory nor a connection while the client reads. Each chunk is read at its own time."""
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             directions = _require_study(conn, study_id)
             shape = repo.export_shape(conn, study_id)
             row = studies_repo.load_definition_row(conn, study_id)
@@ -226,12 +227,12 @@ class HistoryService:
         columns = CsvColumns.of(
             len(directions), shape.search_space, shape.param_names, shape.user_attr_keys
         )
-        return TrialExport(row["api_name"], columns, self._iter_trials(study_id, intermediate))
+        return TrialExport(row.name, columns, self._iter_trials(study_id, intermediate))
 
     def _iter_trials(self, study_id: int, intermediate: bool) -> Iterator[TrialOut]:
         after = -1
         while True:
-            with self._engine.connect() as conn:
+            with self._uow.read() as conn:
                 rows = repo.trials_after(
                     conn, study_id, after, EXPORT_CHUNK, intermediate=intermediate
                 )
@@ -239,7 +240,7 @@ class HistoryService:
                 yield to_trial_out(row, intermediate=intermediate)
             if len(rows) < EXPORT_CHUNK:
                 return
-            after = rows[-1]["number"]
+            after = rows[-1].number
 
 
 def _require_study(conn: Connection, study_id: int) -> list[str]:
@@ -283,13 +284,13 @@ def _improve(
 
 
 def _history_point(
-    row: dict[str, Any], values: list[float] | None, best: list[float | None] | None
+    row: repo.FinishedTrial, values: list[float] | None, best: list[float | None] | None
 ) -> HistoryPointOut:
-    start, end = utc(row["datetime_start"]), utc(row["datetime_complete"])
+    start, end = utc(row.datetime_start), utc(row.datetime_complete)
     return HistoryPointOut(
-        number=row["number"],
-        id=row["trial_id"],
-        state=API_STATE[row["state"]],
+        number=row.number,
+        id=row.trial_id,
+        state=API_STATE[row.state],
         values=[_finite(v) for v in values] if values is not None else None,
         best_values=[_finite(v) for v in best] if best is not None else None,
         datetime_start=start,
@@ -298,15 +299,15 @@ def _history_point(
     )
 
 
-def _curve(row: dict[str, Any], max_points: int | None) -> CurveOut:
-    steps, values = list(row["steps"]), [float(v) for v in row["vals"]]
+def _curve(row: repo.TrialCurve, max_points: int | None) -> CurveOut:
+    steps, values = row.steps, row.values
     n_points = len(steps)
     if max_points is not None:
         steps, values = downsample(steps, values, max_points)
     return CurveOut(
-        number=row["number"],
-        id=row["trial_id"],
-        state=API_STATE[row["state"]],
+        number=row.number,
+        id=row.trial_id,
+        state=API_STATE[row.state],
         steps=steps,
         values=[_finite(v) for v in values],
         n_points=n_points,

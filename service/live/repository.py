@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
 from service.live.position import EventPosition
 
+EventKind = Literal[
+    "study_created",
+    "study_updated",
+    "trial_enqueued",
+    "trial_started",
+    "trial_reported",
+    "trial_finished",
+    "trial_requeued",
+]
+"""What ``hpo_events.kind`` holds: the statements of studies and trials write these."""
+
 
 @dataclass(frozen=True)
 class StoredEvent:
+    """One event of a study's log; ``payload`` is the kind's JSON object."""
+
     position: EventPosition
-    kind: str
+    kind: EventKind
     trial_id: int | None
     payload: dict[str, Any]
     created_at: dt.datetime

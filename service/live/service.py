@@ -6,8 +6,8 @@ import functools
 from collections.abc import AsyncGenerator
 
 import anyio.to_thread
-from sqlalchemy import Engine
 
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound
 from service.live import repository as repo
 from service.live.position import EventPosition
@@ -17,8 +17,10 @@ from service.trials.repository import study_directions
 
 
 class LiveService:
-    def __init__(self, engine: Engine, broadcaster: EventBroadcaster, timing: StreamTiming) -> None:
-        self._engine = engine
+    def __init__(
+        self, uow: UnitOfWork, broadcaster: EventBroadcaster, timing: StreamTiming
+    ) -> None:
+        self._uow = uow
         self._broadcaster = broadcaster
         self._timing = timing
 
@@ -27,7 +29,7 @@ class LiveService:
         before every event not yet deliverable now: the stream then starts with what happens
         next. NotFound if the study does not exist."""
         start = None if last_event_id is None else EventPosition.parse(last_event_id)
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             if not study_directions(conn, study_id):
                 raise NotFound(f"study {study_id} does not exist")
             if start is None:
@@ -42,5 +44,5 @@ class LiveService:
         return await anyio.to_thread.run_sync(self._read_sync, study_id, after)
 
     def _read_sync(self, study_id: int, after: EventPosition) -> repo.EventBatch:
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             return repo.read_events(conn, study_id, after, BATCH)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.deps import SettingsDep
+from service.db.unit_of_work import UnitOfWork
 from service.errors import Unauthorized
 from service.observability.exposition import render
 
@@ -52,5 +53,6 @@ async def require_metrics_token(
 def metrics(request: Request) -> Response:
     """The process's counters and histograms, and per-study gauges read from the database.
     OpenMetrics when ``Accept`` asks for it, else Prometheus text format 0.0.4."""
-    body, content_type = render(request.app.state.engine, request.headers.get("accept"))
+    uow: UnitOfWork = request.app.state.uow
+    body, content_type = render(uow, request.headers.get("accept"))
     return Response(body, headers={"Content-Type": content_type})

@@ -9,8 +9,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
 
+from service.db.unit_of_work import UnitOfWork
 from service.observability.gauges import StudyGauges
 from service.observability.multiprocess import multiprocess_registry
 
@@ -26,12 +26,12 @@ class _Scrape:
             yield from source.collect()
 
 
-def render(engine: Engine, accept: str | None) -> tuple[bytes, str]:
+def render(uow: UnitOfWork, accept: str | None) -> tuple[bytes, str]:
     """The exposition text and its content type: OpenMetrics when ``accept`` asks for it, else
     Prometheus text format 0.0.4."""
     encode, content_type = _encoder(accept)
     process = multiprocess_registry() or REGISTRY
-    return encode(_Scrape(process, StudyGauges(engine))), content_type
+    return encode(_Scrape(process, StudyGauges(uow))), content_type
 
 
 def _encoder(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:

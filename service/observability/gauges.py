@@ -13,11 +13,11 @@ import logging
 from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
+from service.db.unit_of_work import UnitOfWork
+from service.errors import DatabaseUnavailable
 from service.observability import repository as repo
-from service.studies.repository import TRIAL_STATES
+from service.states import TRIAL_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +26,15 @@ class StudyGauges:
     """A prometheus_client collector: ``hpo_study_trials{study_id,state}``,
     ``hpo_study_queue_depth{study_id}`` and ``hpo_database_up``."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     def collect(self) -> Iterator[Metric]:
         studies: list[repo.StudyTrialCounts] | None
         try:
-            with self._engine.connect() as conn:
+            with self._uow.read() as conn:
                 studies = repo.trial_counts(conn)
-        except SQLAlchemyError as exc:  # down, or the pool exhausted (a busy server)
+        except DatabaseUnavailable as exc:  # down, or the pool exhausted (a busy server)
             logger.warning("metrics: the database did not answer: %s", exc)
             studies = None
         yield GaugeMetricFamily(

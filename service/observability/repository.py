@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
-from service.studies.repository import API_STATE, TRIAL_STATES
+from service.states import API_STATE, TRIAL_STATES, TrialStateName
 
 # Every study of the service, with its trials counted by state (a study without trials has
 # one row with a NULL state). One pass over ``trials``, grouped.
@@ -26,7 +26,9 @@ class StudyTrialCounts:
     """A study's trials by API state (``waiting``, ``running``, ...); every state present."""
 
     study_id: int
-    by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TRIAL_STATES, 0))
+    by_state: dict[TrialStateName, int] = field(
+        default_factory=lambda: dict.fromkeys(TRIAL_STATES, 0)
+    )
 
     @property
     def waiting(self) -> int:

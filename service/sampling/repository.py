@@ -9,12 +9,13 @@ Transactions that commit late are therefore never missed, at the price of re-rea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import Connection, text
 
 from service.db.prepared import Statement
 from service.errors import NotFound
+from service.states import OptunaTrialState, StoredStudyState
 
 CURRENT_XID = "(pg_current_xact_id()::text)::bigint"
 
@@ -57,6 +58,26 @@ CHANGED_TRIALS_SQL = f"""
      WHERE h.study_id = :study_id AND h.change_xid >= :cursor
 """
 
+
+class ChangedTrial(TypedDict):
+    """A row of ``CHANGED_TRIALS_SQL`` as ``json_agg`` returns it (timestamps as ISO text);
+    the aggregates are those of ``TRIAL_AGGREGATES`` (decoded by ``service.sampling.rows``)."""
+
+    trial_id: int
+    number: int
+    state: OptunaTrialState
+    datetime_start: str | None
+    datetime_complete: str | None
+    attempt: int
+    queued_at: str | None
+    leased: bool
+    params: list[list[Any]] | None
+    trial_values: list[list[Any]] | None
+    intermediate: list[list[Any]] | None
+    user_attrs: dict[str, str] | None
+    system_attrs: dict[str, str] | None
+
+
 # The study's hand-out state and every trial changed since the view's cursor, in one round trip
 # (run after the ask lock is granted, so it sees every hand-out committed before).
 _STATE_AND_CHANGES = Statement(
@@ -76,7 +97,7 @@ _STATE_AND_CHANGES = Statement(
 class StudyState:
     """What the hand-out rules need of a study, read under its ask lock."""
 
-    state: str
+    state: StoredStudyState
     max_trials: int | None
     max_parallel: int | None
     n_started: int
@@ -99,7 +120,7 @@ def read_study_state(conn: Connection, study_id: int) -> StudyState:
 
 def lock_and_read(
     conn: Connection, study_id: int, cursor: int, *, savepoint: str | None = None
-) -> tuple[StudyState, list[dict[str, Any]]]:
+) -> tuple[StudyState, list[ChangedTrial]]:
     """Take the study's ask lock, then read its state plus its trials changed by transactions
     with id >= ``cursor``: one round trip (the read runs after the lock is granted, with its own
     snapshot). With ``savepoint``, that savepoint is set first, in the same round trip."""

@@ -131,7 +131,7 @@ class StudyView:
     def _apply(self, row: Mapping[str, Any]) -> None:
         trial_id = row["trial_id"]
         trial = _frozen_trial(row)
-        self.storage.put_trial(trial)
+        self.storage.put_trial(trial_id, trial)
         if trial.params:
             self._points.add(_point(trial.params))
         self.attempts[trial_id] = row["attempt"]
@@ -154,7 +154,7 @@ class StudyView:
         (``max_trials`` trials ever started; a retried trial counts once) is spent.
         """
         if state.state in ("paused", "stopped"):
-            return NoHandout(state.state)  # type: ignore[arg-type]
+            return NoHandout(state.state)
         if state.max_parallel is not None and len(self.leased) >= state.max_parallel:
             return NoHandout("max_parallel")
         budget_left = state.max_trials is None or state.n_started < state.max_trials

@@ -22,7 +22,9 @@ from typing import Any
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
-from optuna.study._frozen import FrozenStudy
+
+# BaseStorage.get_all_studies returns FrozenStudy objects, a class no public module exports.
+from optuna.study._frozen import FrozenStudy  # private-ok: BaseStorage's own return type
 from optuna.trial import FrozenTrial, TrialState
 
 # Provisional trials (being sampled, not yet in the database) get negative ids.
@@ -57,24 +59,23 @@ class ViewStorage(BaseStorage):
         self._user_attrs = dict(user_attrs or {})
         self._system_attrs: dict[str, Any] = {}
         self._by_id: dict[int, FrozenTrial] = {}
-        # Trials ordered by number, and each trial's index in that list, kept up to date
-        # incrementally: a refresh usually appends one trial or replaces one in place.
+        # Trials ordered by number, their ids in the same order, and each trial's index in
+        # those lists, kept up to date incrementally: a refresh usually appends one trial or
+        # replaces one in place.
         self._ordered: list[FrozenTrial] = []
+        self._ordered_ids: list[int] = []
         self._index: dict[int, int] = {}
         # The trials of each state set asked for, ordered by number, kept up to date in place.
         self._by_states: dict[tuple[TrialState, ...], list[FrozenTrial]] = {}
-        # Ids of the trials put or dropped, in order, for readers that follow changes
-        # (``changed_since``); ``_log_start`` is the position of ``_log[0]`` since the start.
-        self._log: list[int] = []
-        self._log_start = 0
         self._next_provisional = _FIRST_PROVISIONAL_ID
         self.journal = Journal()
 
     # ---- maintenance by the view (not part of Optuna's interface) ----
 
-    def put_trial(self, trial: FrozenTrial) -> None:
-        """Insert or replace a trial as read from the database (numbers never change)."""
-        trial_id = trial._trial_id
+    def put_trial(self, trial_id: int, trial: FrozenTrial) -> None:
+        """Insert or replace the trial ``trial_id`` as read from the database (numbers never
+        change). ``trial`` must have been built with ``trial_id=trial_id``: Optuna's samplers
+        write back to the storage by the id the trial carries."""
         old = self._by_id.get(trial_id)
         self._by_id[trial_id] = trial
         index = self._index.get(trial_id)
@@ -83,9 +84,11 @@ class ViewStorage(BaseStorage):
         elif not self._ordered or trial.number > self._ordered[-1].number:
             self._index[trial_id] = len(self._ordered)
             self._ordered.append(trial)
+            self._ordered_ids.append(trial_id)
         else:
             position = bisect.bisect_left([t.number for t in self._ordered], trial.number)
             self._ordered.insert(position, trial)
+            self._ordered_ids.insert(position, trial_id)
             self._reindex(position)
         self._changed(old, trial)
 
@@ -94,13 +97,14 @@ class ViewStorage(BaseStorage):
         index = self._index.pop(trial_id, None)
         if index is not None:
             del self._ordered[index]
+            del self._ordered_ids[index]
             self._reindex(index)
         if trial is not None:
             self._changed(trial, None)
         return trial
 
     def _changed(self, old: FrozenTrial | None, new: FrozenTrial | None) -> None:
-        """Bring the per-state lists up to date (a bisection each, by number) and log the id."""
+        """Bring the per-state lists up to date (a bisection each, by number)."""
         trial = new if new is not None else old
         assert trial is not None
         for states, members in self._by_states.items():
@@ -118,26 +122,10 @@ class ViewStorage(BaseStorage):
                 members[position] = kept
             else:
                 members.insert(position, kept)
-        self._log.append(trial._trial_id)
-        if len(self._log) > 4 * len(self._by_id) + 4096:  # readers behind it start over
-            self._log_start += len(self._log)
-            self._log = []
-
-    @property
-    def change_cursor(self) -> int:
-        """The position after the last logged change (see ``changed_since``)."""
-        return self._log_start + len(self._log)
-
-    def changed_since(self, cursor: int) -> list[int] | None:
-        """Ids of the trials put or dropped since ``cursor`` (a ``change_cursor``), in order
-        and possibly repeated; None if the log no longer reaches back that far."""
-        if cursor < self._log_start:
-            return None
-        return self._log[cursor - self._log_start :]
 
     def _reindex(self, start: int) -> None:
-        for position in range(start, len(self._ordered)):
-            self._index[self._ordered[position]._trial_id] = position
+        for position in range(start, len(self._ordered_ids)):
+            self._index[self._ordered_ids[position]] = position
 
     def replace_system_attrs(self, attrs: dict[str, Any]) -> None:
         self._system_attrs = dict(attrs)
@@ -157,10 +145,6 @@ class ViewStorage(BaseStorage):
     def trials(self) -> list[FrozenTrial]:
         """All trials ordered by number (shared objects: do not mutate)."""
         return self._ordered
-
-    def find_trial(self, trial_id: int) -> FrozenTrial | None:
-        """The trial, or None if it is not (or no longer) in the view."""
-        return self._by_id.get(trial_id)
 
     def _trial(self, trial_id: int) -> FrozenTrial:
         try:
@@ -215,6 +199,7 @@ class ViewStorage(BaseStorage):
         return dict(self._system_attrs)
 
     def get_all_studies(self) -> list[FrozenStudy]:
+        """The one study in the view."""
         return [
             FrozenStudy(
                 study_name=self.study_name,
@@ -250,10 +235,22 @@ class ViewStorage(BaseStorage):
                 trial_id=trial_id,
             )
         else:
-            trial = copy.deepcopy(template_trial)
-            trial.number = number
-            trial._trial_id = trial_id
-        self.put_trial(trial)
+            template = copy.deepcopy(template_trial)
+            trial = FrozenTrial(
+                number=number,
+                state=template.state,
+                value=None,
+                values=template.values,
+                datetime_start=template.datetime_start,
+                datetime_complete=template.datetime_complete,
+                params=template.params,
+                distributions=template.distributions,
+                user_attrs=template.user_attrs,
+                system_attrs=template.system_attrs,
+                intermediate_values=template.intermediate_values,
+                trial_id=trial_id,
+            )
+        self.put_trial(trial_id, trial)
         return trial_id
 
     def set_trial_param(
@@ -269,14 +266,14 @@ class ViewStorage(BaseStorage):
             param_name: distribution.to_external_repr(param_value_internal),
         }
         trial.distributions = {**trial.distributions, param_name: distribution}
-        self.put_trial(trial)
+        self.put_trial(trial_id, trial)
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
         self._check_study(study_id)
         numbers = [t.number for t in self._ordered]
         position = bisect.bisect_left(numbers, trial_number)
         if position < len(numbers) and numbers[position] == trial_number:
-            return self._ordered[position]._trial_id
+            return self._ordered_ids[position]
         raise KeyError(f"no trial number {trial_number} in study {study_id}")
 
     def set_trial_state_values(
@@ -290,7 +287,7 @@ class ViewStorage(BaseStorage):
             trial.datetime_start = dt.datetime.now()
         if state.is_finished():
             trial.datetime_complete = dt.datetime.now()
-        self.put_trial(trial)
+        self.put_trial(trial_id, trial)
         return True
 
     def set_trial_intermediate_value(
@@ -298,18 +295,18 @@ class ViewStorage(BaseStorage):
     ) -> None:
         trial = copy.copy(self._trial(trial_id))
         trial.intermediate_values = {**trial.intermediate_values, step: intermediate_value}
-        self.put_trial(trial)
+        self.put_trial(trial_id, trial)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         trial = copy.copy(self._trial(trial_id))
         trial.user_attrs = {**trial.user_attrs, key: value}
-        self.put_trial(trial)
+        self.put_trial(trial_id, trial)
         self.journal.trial_user_attrs.setdefault(trial_id, {})[key] = value
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         trial = copy.copy(self._trial(trial_id))
         trial.system_attrs = {**trial.system_attrs, key: value}
-        self.put_trial(trial)
+        self.put_trial(trial_id, trial)
         self.journal.trial_system_attrs.setdefault(trial_id, {})[key] = value
 
     def get_trial(self, trial_id: int) -> FrozenTrial:

@@ -1,8 +1,6 @@
 """The sampler registry: our sampler names, their options, and how Optuna samplers are built.
 
-* ``tpe`` (default): :class:`~optuna.samplers.TPESampler` (as
-  :class:`~service.sampling.tpe.ViewTPESampler`: the same samples, per-trial work cached);
-  ``constant_liar`` defaults to True.
+* ``tpe`` (default): :class:`~optuna.samplers.TPESampler`; ``constant_liar`` defaults to True.
 * ``random``: :class:`~optuna.samplers.RandomSampler`.
 * ``gp``: :class:`~optuna.samplers.GPSampler`; needs PyTorch in the server (``gp`` extra).
 * ``cmaes``: :class:`~optuna.samplers.CmaEsSampler`; single-objective only; ``x0`` must give
@@ -13,6 +11,11 @@
 * ``nsga2``: :class:`~optuna.samplers.NSGAIISampler`; ``crossover`` is given by name
   (``uniform``, ``blxalpha``, ``sbx``, ``vsbx``, ``undx``, ``spx``; each with its defaults,
   ``uniform`` with ``swapping_prob``).
+
+Each name builds Optuna's class itself, unmodified; the server runs it on the study's
+in-memory view (:class:`~service.sampling.view_storage.ViewStorage`). A ``tpe`` study with a
+``seed`` therefore suggests what ``TPESampler`` with that seed suggests on Optuna's own storage
+holding the same trials.
 
 ``constant_liar`` defaults to True for TPE because the service evaluates trials in parallel:
 running trials are then treated as bad results, so concurrent workers do not all get the
@@ -39,6 +42,7 @@ from optuna.samplers import (
     NSGAIISampler,
     QMCSampler,
     RandomSampler,
+    TPESampler,
 )
 from optuna.samplers.nsgaii import (
     BaseCrossover,
@@ -51,7 +55,6 @@ from optuna.samplers.nsgaii import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.sampling.tpe import ViewTPESampler
 from service.spec.details import detail, fail, raise_details
 from service.spec.grid import grid_points
 from service.spec.options import (
@@ -182,7 +185,7 @@ _REGISTRY: dict[SamplerName, _Entry] = {
     "tpe": _Entry(
         _rules(
             "tpe",
-            ViewTPESampler,
+            TPESampler,
             refused=_refused("gamma", "weights", "constraints_func"),
             hints={
                 "n_startup_trials": NonNegativeInt,

@@ -66,6 +66,9 @@ MAX_ABS_INT = 2**53
 # Nor can a float parameter's grid points be told apart beyond 2**53 steps.
 MAX_FLOAT_STEPS = 2**53
 PARAM_TYPES = ("float", "int", "categorical")
+# A stepped float value is on its grid when within this many steps of low + k * step (Optuna's
+# FrozenTrial accepts the same values, so whatever is accepted here Optuna takes as is).
+STEP_TOLERANCE = 1e-8
 
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 ExactInt = Annotated[int, Strict(), Field(ge=-MAX_ABS_INT, le=MAX_ABS_INT)]
@@ -339,9 +342,16 @@ def _normalize_float(spec: FloatParam, value: Any) -> float:
         raise InvalidValue("expected a finite number")
     if not spec.low <= number <= spec.high:
         raise InvalidValue(f"{number} is outside [{spec.low}, {spec.high}]")
-    if not to_distribution(spec)._contains(number):
+    if not _on_grid(spec, number):
         raise InvalidValue(f"{number} is not low + k * step (low={spec.low}, step={spec.step})")
     return number
+
+
+def _on_grid(spec: FloatParam, number: float) -> bool:
+    if spec.step is None:
+        return True
+    k = (number - spec.low) / spec.step
+    return abs(k - round(k)) < STEP_TOLERANCE
 
 
 def _normalize_int(spec: IntParam, value: Any) -> int:

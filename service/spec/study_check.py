@@ -6,8 +6,7 @@ trial over the real distributions, tells it a value, asks again, and (single-obj
 reports an intermediate value and asks the pruner. Whatever Optuna refuses there becomes a
 :class:`~service.errors.SpecError` carrying Optuna's message.
 
-The dry run takes about a millisecond for ``tpe``/``random`` once Optuna's modules are
-imported (a test asserts under 50 ms). It is silent: Optuna's log records from the calling
+The dry run is silent: Optuna's log records from the calling
 thread (or task) and Optuna's experimental and deprecation warnings are suppressed while it
 runs. Log silencing is per thread; warning filters are process-global in Python 3.11, so dry
 runs are serialized by a lock and the filters are restored afterwards (another thread

@@ -1,4 +1,8 @@
-"""SQL for studies: Optuna's rows (studies, directions, attributes) plus ``hpo_studies``."""
+"""SQL for studies: Optuna's rows (studies, directions, attributes) plus ``hpo_studies``.
+
+Functions run on the caller's connection and never commit; studies come back as
+:class:`StudyRow` (the API's view) or :class:`StudyDefinitionRow` (what a study view is built
+from)."""
 
 from __future__ import annotations
 
@@ -11,28 +15,22 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 
 from service.notify import WORK_CHANNEL
+from service.states import OPTUNA_STATE, StoredStudyState, StudyStateName, TrialStateName
 from service.trials.repository import event
 
 METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps metric names (a study system attr)
 
-TRIAL_STATES = ("waiting", "running", "complete", "pruned", "failed")
-OPTUNA_STATE = {
-    "waiting": "WAITING",
-    "running": "RUNNING",
-    "complete": "COMPLETE",
-    "pruned": "PRUNED",
-    "failed": "FAIL",
-}
-API_STATE = {v: k for k, v in OPTUNA_STATE.items()}
-
 
 @dataclass(frozen=True)
 class StudyRow:
+    """A study as the API shows it: its stored state with ``completed`` derived, its trials
+    counted by state (every state present)."""
+
     study_id: int
     name: str
     optuna_name: str
     team: str
-    state: str
+    state: StudyStateName
     spec: dict[str, Any]
     directions: list[str]
     metric_names: list[str] | None
@@ -44,8 +42,10 @@ class StudyRow:
     n_started: int
     created_at: dt.datetime
     updated_at: dt.datetime
-    counts: dict[str, int]
+    counts: dict[TrialStateName, int]
     last_activity_at: dt.datetime | None = None
+    # Why the server paused the study by itself (None when a user set the state).
+    state_reason: str | None = None
 
 
 _INSERT = text(
@@ -136,7 +136,7 @@ def insert_study(
 
 _SELECT = """
     SELECT st.study_id, s.name, st.study_name AS optuna_name, tm.name AS team, s.team_id,
-           s.state, s.spec,
+           s.state, s.state_reason, s.spec,
            s.max_trials, s.max_parallel, s.max_retries, s.lease_seconds, s.n_started,
            s.created_at, s.updated_at,
            (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
@@ -202,6 +202,7 @@ def _to_row(m: RowMapping) -> StudyRow:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         counts=counts,
+        state_reason=m["state_reason"],
     )
 
 
@@ -228,7 +229,12 @@ def get_study_by_name(conn: Connection, name: str, team_id: int | None) -> Study
 
 
 def list_studies(
-    conn: Connection, *, team_id: int | None, state: str | None, after_id: int | None, limit: int
+    conn: Connection,
+    *,
+    team_id: int | None,
+    state: StudyStateName | None,
+    after_id: int | None,
+    limit: int,
 ) -> list[StudyRow]:
     """The team's studies (every team's for None) by id, after ``after_id``."""
     clauses = ["(CAST(:after AS int) IS NULL OR s.study_id > :after)", _TEAM_FILTER]
@@ -245,6 +251,7 @@ _UPDATE = text(
     WITH s AS (
         UPDATE hpo_studies
            SET state = coalesce(:state, state),
+               state_reason = CASE WHEN :state IS NULL THEN state_reason END,
                max_trials = CASE WHEN :set_max_trials THEN :max_trials ELSE max_trials END,
                max_parallel = CASE WHEN :set_max_parallel THEN :max_parallel
                                    ELSE max_parallel END,
@@ -272,11 +279,12 @@ def update_study(
     conn: Connection,
     study_id: int,
     *,
-    state: str | None,
+    state: StoredStudyState | None,
     max_trials: tuple[int | None] | None,
     max_parallel: tuple[int | None] | None,
 ) -> bool:
-    """Change the stored state and budgets (a 1-tuple sets a field, even to None)."""
+    """Change the stored state and budgets (a 1-tuple sets a field, even to None); False if
+    there is no such study."""
     result = conn.execute(
         _UPDATE,
         {
@@ -289,6 +297,56 @@ def update_study(
         },
     ).one_or_none()
     return result is not None
+
+
+_PAUSE_FAILING = text(
+    f"""
+    WITH f AS (
+        SELECT count(*) FILTER (WHERE t.state = 'FAIL') AS failed,
+               count(*) FILTER (WHERE t.state IN ('COMPLETE', 'PRUNED')) AS succeeded,
+               count(DISTINCT coalesce(h.fail_reason, '')) FILTER (WHERE t.state = 'FAIL')
+                   AS reasons,
+               min(coalesce(h.fail_reason, 'unknown')) FILTER (WHERE t.state = 'FAIL') AS reason
+          FROM trials t JOIN hpo_trials h ON h.trial_id = t.trial_id
+         WHERE t.study_id = :study_id
+    ), last_message AS (
+        SELECT a.value_json::json #>> '{{}}' AS message
+          FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id
+         WHERE t.study_id = :study_id AND t.state = 'FAIL' AND a.key = 'fail_message'
+         ORDER BY t.number DESC LIMIT 1
+    ), s AS (
+        UPDATE hpo_studies
+           SET state = 'paused', updated_at = now(),
+               state_reason = format(
+                   'paused by the server: its first %s trials all failed with reason %L%s;'
+                   ' fix the cause, then resume the study',
+                   f.failed, f.reason,
+                   coalesce(' (last: ' || left((SELECT message FROM last_message), 300) || ')',
+                            ''))
+          FROM f
+         WHERE hpo_studies.study_id = :study_id AND hpo_studies.state = 'running'
+           AND f.succeeded = 0 AND f.failed >= :n AND f.reasons = 1
+        RETURNING hpo_studies.study_id, hpo_studies.state_reason
+    ), {
+        event(
+            "e",
+            "study_updated",
+            "s",
+            "s.study_id",
+            "NULL",
+            "jsonb_build_object('state', 'paused', 'state_reason', s.state_reason)",
+        )
+    }
+    SELECT s.state_reason FROM s
+    """
+)
+
+
+def pause_if_all_failed(conn: Connection, study_id: int, n: int) -> str | None:
+    """Pause a running study whose finished trials are at least ``n`` failures, all for one
+    reason, and nothing else; returns the reason stored, or None if the study was left as is."""
+    row = conn.execute(_PAUSE_FAILING, {"study_id": study_id, "n": n}).one_or_none()
+    return None if row is None else str(row.state_reason)
 
 
 def replace_metadata(conn: Connection, study_id: int, metadata: Mapping[str, Any]) -> None:
@@ -329,6 +387,7 @@ _DELETE = [
 
 
 def lock_study_row(conn: Connection, study_id: int) -> bool:
+    """Lock the study's ``hpo_studies`` row until commit; False if there is no such study."""
     found = conn.execute(
         text("SELECT 1 FROM hpo_studies WHERE study_id = :id FOR UPDATE"), {"id": study_id}
     ).one_or_none()
@@ -341,12 +400,22 @@ def delete_study(conn: Connection, study_id: int) -> None:
         conn.execute(text(statement), {"id": study_id})
 
 
-def load_definition_row(conn: Connection, study_id: int) -> RowMapping | None:
-    return (
+@dataclass(frozen=True)
+class StudyDefinitionRow:
+    """What never changes after a study's creation."""
+
+    optuna_name: str  # Optuna's study_name: ``<team>/<name>`` (``<name>`` in the default team)
+    name: str  # the API's name, unique in the team
+    spec: dict[str, Any]  # search space, sampler, pruner, task (``service.studies.service``)
+    directions: list[str]
+
+
+def load_definition_row(conn: Connection, study_id: int) -> StudyDefinitionRow | None:
+    row = (
         conn.execute(
             text(
                 """
-                SELECT st.study_name AS name, s.name AS api_name, s.spec,
+                SELECT st.study_name AS optuna_name, s.name, s.spec,
                        (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
                           FROM study_directions d WHERE d.study_id = st.study_id) AS directions
                   FROM hpo_studies s JOIN studies st ON st.study_id = s.study_id
@@ -357,4 +426,12 @@ def load_definition_row(conn: Connection, study_id: int) -> RowMapping | None:
         )
         .mappings()
         .one_or_none()
+    )
+    if row is None:
+        return None
+    return StudyDefinitionRow(
+        optuna_name=row["optuna_name"],
+        name=row["name"],
+        spec=row["spec"],
+        directions=list(row["directions"] or []),
     )

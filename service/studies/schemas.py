@@ -17,6 +17,7 @@ from pydantic import (
 
 from service.documents import AttrKey, json_document
 from service.spec import PrunerSpec, SamplerSpec, SearchSpace
+from service.states import StoredStudyState, StudyStateName
 
 # Optuna's study_name column holds 512 characters: <team (at most 64)>/<name>.
 MAX_STUDY_NAME_LENGTH = 512 - 65
@@ -35,8 +36,6 @@ MAX_LEASE_SECONDS = 7 * 24 * 3600
 _NAME = r"^[^\x00-\x1f\x7f]+$"
 
 Direction = Literal["minimize", "maximize"]
-StoredState = Literal["running", "paused", "stopped"]
-StudyStateName = Literal["running", "paused", "stopped", "completed"]
 STUDY_NAME_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
 StudyName = Annotated[
     str, Field(min_length=1, max_length=MAX_STUDY_NAME_LENGTH, pattern=STUDY_NAME_PATTERN)
@@ -109,7 +108,7 @@ class StudyPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    state: StoredState | None = None
+    state: StoredStudyState | None = None
     max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
     metadata: Metadata | None = None
@@ -132,6 +131,16 @@ class StudyOut(BaseModel):
         " '<name>' in the default team"
     )
     state: StudyStateName
+    state_reason: str | None = Field(
+        default=None,
+        description="why the server paused the study by itself (cleared when a user changes"
+        " the state)",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="problems that keep the study from making progress, found when it was read"
+        " (for example: no worker seen lately has its task)",
+    )
     directions: list[Direction]
     metric_names: list[str] | None
     search_space: dict[str, Any]

@@ -5,29 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from service import idempotency
 from service.checkpoints.store import CheckpointStore
+from service.db.unit_of_work import UnitOfWork
 from service.errors import DuplicateName, NotFound, SpecError
+from service.fleet import repository as fleet_repo
 from service.idempotency import IdempotencyKey, KeyRace
 from service.ids import ResourceId
 from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
 from service.sampling.registry import StudyViews
 from service.sampling.view import StudyDefinition
 from service.spec import PrunerSpec, SamplerSpec, check_study, grid_point_count, parse_search_space
+from service.states import StudyStateName
 from service.studies import repository as repo
 from service.studies.schemas import StudyCreate, StudyOut, StudyPatch, TrialCounts
+from service.studies.task_check import check_task
 
 _STUDY_KEY: TypeAdapter[int] = TypeAdapter(ResourceId)
+# A worker seen (claiming) within this many seconds counts as running.
+WORKER_RECENT_S = 600
 
 
 class StudyService:
     def __init__(
-        self, engine: Engine, views: StudyViews, checkpoints: CheckpointStore | None = None
+        self,
+        uow: UnitOfWork,
+        views: StudyViews,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
-        self._engine = engine
+        self._uow = uow
         self._views = views
         self._checkpoints = checkpoints
 
@@ -35,53 +44,30 @@ class StudyService:
         self, body: StudyCreate, idem: IdempotencyKey | None = None, *, team_id: int | None
     ) -> StudyOut:
         """Validate the whole specification (a dry run of its sampler and pruner), then store it
-        as a study of the team (of the ``default`` team for None).
+        as a study of the team (of the ``default`` team for None). One transaction; with an
+        ``Idempotency-Key`` seen before, the first answer again.
 
         409 ``duplicate_name`` if a study of the team (or a plain Optuna study with the same
         Optuna name, ``<team>/<name>``) has the name.
         """
         max_trials = self._budget(body)
         check_study(body.sampler, body.pruner, body.search_space, body.directions, max_trials)
-        spec = {
-            "search_space": {k: v.model_dump(mode="json") for k, v in body.search_space.items()},
-            "sampler": body.sampler.model_dump(mode="json"),
-            "pruner": body.pruner.model_dump(mode="json"),
-            "task": body.task,
-        }
+        check_task(body.task, body.search_space)
         try:
-            with self._engine.begin() as conn:
-                if idem is not None and (stored := idempotency.find(conn, idem)) is not None:
-                    return StudyOut.model_validate(stored.body)
-                study_id = repo.insert_study(
-                    conn,
-                    team_id=team_id,
-                    name=body.name,
-                    directions=body.directions,
-                    metric_names=body.metric_names,
-                    metadata=body.metadata,
-                    spec=spec,
-                    task_name=body.task["name"] if body.task else None,
-                    max_trials=max_trials,
-                    max_parallel=body.max_parallel,
-                    max_retries=body.max_retries,
-                    lease_seconds=body.lease_seconds,
-                )
-                row = repo.get_study(conn, study_id)
-                assert row is not None
-                out = to_study_out(row)
-                if idem is not None:
-                    idempotency.record(conn, idem, 201, out.model_dump(mode="json"))
+            created = self._uow.transaction(
+                lambda conn: _store(conn, body, max_trials, idem, team_id=team_id)
+            )
         except IntegrityError as exc:
             if "study_name" in str(exc.orig) or "uq_hpo_studies_team_id_name" in str(exc.orig):
                 raise DuplicateName(f"a study named {body.name!r} already exists") from None
             raise
         except KeyRace:
             assert idem is not None
-            with self._engine.connect() as conn:
+            with self._uow.read() as conn:
                 stored = idempotency.find(conn, idem)
             assert stored is not None
-            return StudyOut.model_validate(stored.body)
-        return out
+            created = StudyOut.model_validate(stored.body)
+        return _warned(self._uow, [created])[0]
 
     @staticmethod
     def _budget(body: StudyCreate) -> int | None:
@@ -97,24 +83,24 @@ class StudyService:
         return body.max_trials or size
 
     def get(self, study_id: int) -> StudyOut:
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             row = repo.get_study(conn, study_id)
         if row is None:
             raise NotFound(f"study {study_id} does not exist")
-        return to_study_out(row)
+        return _warned(self._uow, [to_study_out(row)])[0]
 
     def get_by_name(self, name: str, *, team_id: int | None) -> StudyOut:
         """The study of that name in the team (in any team for None)."""
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             row = repo.get_study_by_name(conn, name, team_id)
         if row is None:
             raise NotFound(f"no study named {name!r}")
-        return to_study_out(row)
+        return _warned(self._uow, [to_study_out(row)])[0]
 
     def list(
         self,
         *,
-        state: str | None,
+        state: StudyStateName | None,
         cursor: str | None,
         limit: int = DEFAULT_LIMIT,
         team_id: int | None,
@@ -122,44 +108,125 @@ class StudyService:
         """The team's studies (every team's for None)."""
         kind = f"studies:{state or ''}"
         after = decode_key(cursor, kind, _STUDY_KEY)
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             rows = repo.list_studies(
                 conn, team_id=team_id, state=state, after_id=after, limit=limit + 1
             )
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(kind, rows[-1].study_id) if more else None
-        return Page[StudyOut](items=[to_study_out(r) for r in rows], next_cursor=next_cursor)
+        items = _warned(self._uow, [to_study_out(r) for r in rows])
+        return Page[StudyOut](items=items, next_cursor=next_cursor)
 
     def update(self, study_id: int, patch: StudyPatch) -> StudyOut:
         """Pause (no new trials; running ones go on), resume, stop (running trials are told to
-        stop at their next heartbeat), change budgets or replace metadata."""
-        fields = patch.model_fields_set
-        with self._engine.begin() as conn:
-            found = repo.update_study(
-                conn,
-                study_id,
-                state=patch.state,
-                max_trials=(patch.max_trials,) if "max_trials" in fields else None,
-                max_parallel=(patch.max_parallel,) if "max_parallel" in fields else None,
-            )
-            if not found:
-                raise NotFound(f"study {study_id} does not exist")
-            if patch.metadata is not None:
-                repo.replace_metadata(conn, study_id, patch.metadata)
-            row = repo.get_study(conn, study_id)
-        assert row is not None
-        return to_study_out(row)
+        stop at their next heartbeat), change budgets or replace metadata. One transaction."""
+        return to_study_out(self._uow.transaction(lambda conn: _update(conn, study_id, patch)))
 
     def delete(self, study_id: int) -> None:
         """Delete the study with all its trials (Optuna's rows and ours) in one transaction."""
-        with self._engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
             if not repo.lock_study_row(conn, study_id):
                 raise NotFound(f"study {study_id} does not exist")
             repo.delete_study(conn, study_id)
+
+        self._uow.transaction(work)
         self._views.discard(study_id)
         if self._checkpoints is not None:  # rows went by cascade; checkpoint files go now
             self._checkpoints.delete_study(study_id)
+
+
+def _warned(uow: UnitOfWork, studies: list[StudyOut]) -> list[StudyOut]:
+    """The studies with their ``warnings``: a running study with a task that has started
+    no trial yet, while no worker of its team announced that task lately (a typo in the
+    task's name, or no worker running), says so."""
+    waiting = [s for s in studies if _waits_for_a_worker(s)]
+    if not waiting:
+        return studies
+    with uow.read() as conn:
+        seen = fleet_repo.recent_tasks(conn, sorted({s.team for s in waiting}), WORKER_RECENT_S)
+    for study in waiting:
+        task = (study.task or {}).get("name")
+        tasks = seen.get(study.team, set())
+        if task not in tasks:
+            announced = ", ".join(sorted(tasks)) or "none"
+            study.warnings.append(
+                f"no worker of team {study.team!r} seen in the last "
+                f"{WORKER_RECENT_S // 60} minutes has the task {task!r} (tasks announced: "
+                f"{announced}); start a worker that has it (hpo worker), or check the name"
+            )
+    return studies
+
+
+def _waits_for_a_worker(study: StudyOut) -> bool:
+    return (
+        study.state == "running"
+        and study.n_trials_started == 0
+        and isinstance((study.task or {}).get("name"), str)
+    )
+
+
+def _store(
+    conn: Connection,
+    body: StudyCreate,
+    max_trials: int | None,
+    idem: IdempotencyKey | None,
+    *,
+    team_id: int | None,
+) -> StudyOut:
+    """Insert the study (or find the answer recorded under ``idem``); IntegrityError on a
+    name the team already uses, KeyRace when another request recorded ``idem`` meanwhile."""
+    if idem is not None and (stored := idempotency.find(conn, idem)) is not None:
+        return StudyOut.model_validate(stored.body)
+    study_id = repo.insert_study(
+        conn,
+        team_id=team_id,
+        name=body.name,
+        directions=body.directions,
+        metric_names=body.metric_names,
+        metadata=body.metadata,
+        spec=_spec(body),
+        task_name=body.task["name"] if body.task else None,
+        max_trials=max_trials,
+        max_parallel=body.max_parallel,
+        max_retries=body.max_retries,
+        lease_seconds=body.lease_seconds,
+    )
+    row = repo.get_study(conn, study_id)
+    assert row is not None
+    out = to_study_out(row)
+    if idem is not None:
+        idempotency.record(conn, idem, 201, out.model_dump(mode="json"))
+    return out
+
+
+def _spec(body: StudyCreate) -> dict[str, Any]:
+    """What ``hpo_studies.spec`` keeps: search space, sampler, pruner and task, as JSON."""
+    return {
+        "search_space": {k: v.model_dump(mode="json") for k, v in body.search_space.items()},
+        "sampler": body.sampler.model_dump(mode="json"),
+        "pruner": body.pruner.model_dump(mode="json"),
+        "task": body.task,
+    }
+
+
+def _update(conn: Connection, study_id: int, patch: StudyPatch) -> repo.StudyRow:
+    fields = patch.model_fields_set
+    found = repo.update_study(
+        conn,
+        study_id,
+        state=patch.state,
+        max_trials=(patch.max_trials,) if "max_trials" in fields else None,
+        max_parallel=(patch.max_parallel,) if "max_parallel" in fields else None,
+    )
+    if not found:
+        raise NotFound(f"study {study_id} does not exist")
+    if patch.metadata is not None:
+        repo.replace_metadata(conn, study_id, patch.metadata)
+    row = repo.get_study(conn, study_id)
+    assert row is not None
+    return row
 
 
 def to_study_out(row: repo.StudyRow) -> StudyOut:
@@ -170,6 +237,7 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
         optuna_study_name=row.optuna_name,
         team=row.team,
         state=row.state,
+        state_reason=row.state_reason,
         directions=row.directions,
         metric_names=row.metric_names,
         search_space=spec["search_space"],
@@ -188,17 +256,17 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
     )
 
 
-def load_definition(engine: Engine, study_id: int) -> StudyDefinition:
+def load_definition(uow: UnitOfWork, study_id: int) -> StudyDefinition:
     """What a study view is built from (immutable after creation)."""
-    with engine.connect() as conn:
+    with uow.read() as conn:
         row = repo.load_definition_row(conn, study_id)
     if row is None:
         raise NotFound(f"study {study_id} does not exist")
-    spec: dict[str, Any] = row["spec"]
+    spec = row.spec
     return StudyDefinition(
         study_id=study_id,
-        name=row["name"],
-        directions=list(row["directions"]),
+        name=row.optuna_name,
+        directions=row.directions,
         search_space=parse_search_space(spec["search_space"]),
         sampler=SamplerSpec.model_validate(spec["sampler"]),
         pruner=PrunerSpec.model_validate(spec["pruner"]),

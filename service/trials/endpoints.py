@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
 from service.api.deps import (
-    HandoutDep,
     IdempotencyHeader,
-    LeasesDep,
-    SettingsDep,
     StudyManager,
     StudyReader,
     StudyRunner,
@@ -22,13 +15,13 @@ from service.api.deps import (
     TrialQueriesDep,
     TrialReader,
     TrialRunner,
-    WorkSignalDep,
+    TrialsDep,
     idempotency_key,
 )
 from service.api.errors import error_responses
-from service.api.lean import LeanRoute
 from service.api.params import Cursor, StudyId, TrialId
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from service.states import TrialStateName
 from service.trials.handout import HandOut
 from service.trials.leases import Finish
 from service.trials.schemas import (
@@ -45,85 +38,67 @@ from service.trials.schemas import (
     ReportIn,
     ReportOut,
     TrialOut,
-    TrialStateName,
 )
+from service.trials.service import Claim
 
-# The hot lease calls take the lean handler (service.api.lean); the rest keep FastAPI's.
-router = APIRouter(tags=["trials"], route_class=LeanRoute)
+router = APIRouter(tags=["trials"])
 
 NO_TRIAL_HEADER = "HPO-No-Trial-Reason"
 _HANDOUT_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"model": LeasedTrialOut, "description": "a trial under a lease"},
+    200: {"description": "a trial under a lease"},
     204: {"description": f"no trial now; the {NO_TRIAL_HEADER} header says why when known"},
 }
 # A lease call: an unknown trial, or a token that holds no lease on it (or a finished trial).
 _LEASE_ERRORS = error_responses(400, 404, 409)
 
 
-def _handout_response(result: HandOut) -> Response:
+def _handout_response(result: HandOut) -> LeasedTrialOut | Response:
+    """200 with the leased trial, or 204 (no body) with the reason in a header."""
     if result.trial is not None:
-        return _json(result.trial)
+        return result.trial
     headers = {NO_TRIAL_HEADER: result.reason} if result.reason else None
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=headers)
 
 
 @router.post(
     "/studies/{study_id}/trials",
+    response_model=LeasedTrialOut,
     responses={**_HANDOUT_RESPONSES, **error_responses(400, 404, 409)},
 )
 def ask(
     study_id: StudyId,
     body: AskIn,
-    handout: HandoutDep,
+    trials: TrialsDep,
     caller: StudyRunner,
     request: Request,
     key: IdempotencyHeader = None,
-) -> Response:
+) -> LeasedTrialOut | Response:
     """Ask for the study's next trial (a queued one first, else a new sample)."""
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
-    return _handout_response(handout.ask(study_id, body.worker_id, idem))
+    return _handout_response(trials.ask(study_id, body.worker_id, idem))
 
 
-@router.post("/trials/claim", responses={**_HANDOUT_RESPONSES, **error_responses(400, 409)})
+@router.post(
+    "/trials/claim",
+    response_model=LeasedTrialOut,
+    responses={**_HANDOUT_RESPONSES, **error_responses(400, 409)},
+)
 async def claim(
     body: ClaimIn,
-    handout: HandoutDep,
-    signal: WorkSignalDep,
-    settings: SettingsDep,
+    trials: TrialsDep,
     caller: TeamRunner,
     request: Request,
     key: IdempotencyHeader = None,
-) -> Response:
+) -> LeasedTrialOut | Response:
     """Lease one trial from any running study this worker may take, fairly across studies.
 
     With ``wait_seconds`` the request waits (long poll) until a trial is available; a trial
     finishing, a study created or resumed anywhere wakes it at once.
     """
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(body.wait_seconds, settings.claim_max_wait_s)
-    first = True
-    while True:
-        woken = signal.waiter()  # subscribe before trying, so no notification is missed
-        try:
-            result = await run_in_threadpool(
-                functools.partial(
-                    handout.claim,
-                    body.worker_id,
-                    body.study_ids,
-                    body.tasks,
-                    idem,
-                    maybe_replay=first,
-                    team_id=caller.team_id,
-                )
-            )
-            first = False
-            remaining = deadline - loop.time()
-            if result.trial is not None or remaining <= 0 or await request.is_disconnected():
-                return _handout_response(result)
-            await signal.wait(woken, min(remaining, settings.claim_repoll_s))
-        finally:
-            signal.forget(woken)
+    wanted = Claim(body.worker_id, body.study_ids, body.tasks, body.wait_seconds)
+    result = await trials.claim(wanted, idem, team_id=caller.team_id, gone=request.is_disconnected)
+    return _handout_response(result)
 
 
 @router.post(
@@ -131,65 +106,54 @@ async def claim(
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 404, 409),
 )
-def enqueue(study_id: StudyId, body: EnqueueIn, handout: HandoutDep, _: StudyManager) -> TrialOut:
+def enqueue(study_id: StudyId, body: EnqueueIn, trials: TrialsDep, _: StudyManager) -> TrialOut:
     """Queue a configuration (some or all parameters) to run before new samples."""
-    return handout.enqueue(study_id, body.params, body.user_attrs)
+    return trials.enqueue(study_id, body.params, body.user_attrs)
 
 
-def _json(model: BaseModel) -> Response:
-    """Hot-path answers: serialised once by pydantic-core, not re-validated by FastAPI (the
-    route's ``response_model`` still documents the shape)."""
-    return Response(model.model_dump_json(), media_type="application/json")
+@router.post("/trials/{trial_id}/heartbeat", responses=_LEASE_ERRORS)
+def heartbeat(trial_id: TrialId, body: LeaseIn, trials: TrialsDep, _: TrialRunner) -> HeartbeatOut:
+    renewal = trials.heartbeat(trial_id, body.lease_token)
+    return HeartbeatOut(expires_at=renewal.expires_at, should_stop=renewal.should_stop)
 
 
-@router.post("/trials/{trial_id}/heartbeat", response_model=HeartbeatOut, responses=_LEASE_ERRORS)
-def heartbeat(trial_id: TrialId, body: LeaseIn, leases: LeasesDep, _: TrialRunner) -> Response:
-    expires_at, should_stop = leases.heartbeat(trial_id, body.lease_token)
-    return _json(HeartbeatOut(expires_at=expires_at, should_stop=should_stop))
-
-
-@router.post("/trials/{trial_id}/report", response_model=ReportOut, responses=_LEASE_ERRORS)
-def report(trial_id: TrialId, body: ReportIn, leases: LeasesDep, _: TrialRunner) -> Response:
+@router.post("/trials/{trial_id}/report", responses=_LEASE_ERRORS)
+def report(trial_id: TrialId, body: ReportIn, trials: TrialsDep, _: TrialRunner) -> ReportOut:
     """An intermediate value at ``step``; the study's pruner answers ``should_prune``."""
-    prune, stop = leases.report(trial_id, body.lease_token, body.step, body.value)
-    return _json(ReportOut(should_prune=prune, should_stop=stop))
+    decision = trials.report(trial_id, body.lease_token, body.step, body.value)
+    return ReportOut(should_prune=decision.should_prune, should_stop=decision.should_stop)
 
 
 @router.post(
     "/trials/{trial_id}/attrs", status_code=status.HTTP_204_NO_CONTENT, responses=_LEASE_ERRORS
 )
-def set_attrs(trial_id: TrialId, body: AttrsIn, leases: LeasesDep, _: TrialRunner) -> Response:
+def set_attrs(trial_id: TrialId, body: AttrsIn, trials: TrialsDep, _: TrialRunner) -> None:
     """Set user attributes of a running trial (they are also accepted by complete)."""
-    leases.set_attrs(trial_id, body.lease_token, body.user_attrs)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    trials.set_attrs(trial_id, body.lease_token, body.user_attrs)
 
 
-@router.post("/trials/{trial_id}/complete", response_model=CompleteOut, responses=_LEASE_ERRORS)
-def complete(trial_id: TrialId, body: CompleteIn, leases: LeasesDep, _: TrialRunner) -> Response:
+@router.post("/trials/{trial_id}/complete", responses=_LEASE_ERRORS)
+def complete(trial_id: TrialId, body: CompleteIn, trials: TrialsDep, _: TrialRunner) -> CompleteOut:
     """Finish the trial: complete with values, pruned, or failed with a reason.
 
     Repeating the call with the same token returns the same result. With ``next``, the answer
     also carries the study's next trial for that worker (or why there is none).
     """
     finish = Finish(body.state, body.values, body.reason, body.user_attrs)
-    if body.next is None:
-        finished, _replayed = leases.complete(trial_id, body.lease_token, finish)
-        return _json(CompleteOut.model_construct(**dict(finished)))  # validated: no second pass
-    finished, following = leases.complete_and_ask(
-        trial_id, body.lease_token, finish, body.next.worker_id
-    )
-    out = CompleteOut.model_construct(**dict(finished))
-    out.next_trial, out.no_trial_reason = following.trial, following.reason
-    return _json(out)
+    next_for = None if body.next is None else body.next.worker_id
+    done = trials.complete(trial_id, body.lease_token, finish, next_for)
+    out = CompleteOut(**done.trial.model_dump())
+    if done.following is not None:
+        out.next_trial, out.no_trial_reason = done.following.trial, done.following.reason
+    return out
 
 
 @router.post(
     "/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT, responses=_LEASE_ERRORS
 )
-def release(trial_id: TrialId, body: LeaseIn, leases: LeasesDep, _: TrialRunner) -> Response:
+def release(trial_id: TrialId, body: LeaseIn, trials: TrialsDep, _: TrialRunner) -> None:
     """Give the lease back (worker shutting down): the trial is queued again as it is."""
-    leases.release(trial_id, body.lease_token)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    trials.release(trial_id, body.lease_token)
 
 
 @router.get("/trials/{trial_id}", responses=error_responses(404))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound
 from service.facts import FactCache
 from service.trials import repository as repo
@@ -12,8 +11,8 @@ from service.trials import repository as repo
 class TrialStudyIndex:
     """Trial id → study id, filled by hand-outs and looked up on misses."""
 
-    def __init__(self, engine: Engine, capacity: int = 100_000) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork, capacity: int = 100_000) -> None:
+        self._uow = uow
         self._studies = FactCache(self._lookup, capacity)
 
     def study_of(self, trial_id: int) -> int:
@@ -31,5 +30,5 @@ class TrialStudyIndex:
         self._studies.remember(trial_id, study_id)
 
     def _lookup(self, trial_id: int) -> int | None:
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             return repo.study_of_trial(conn, trial_id)

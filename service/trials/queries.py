@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
+from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound
 from service.ids import TrialNumber
 from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
-from service.studies.repository import OPTUNA_STATE
+from service.states import OPTUNA_STATE, TrialStateName
 from service.trials import repository as repo
 from service.trials.pareto import pareto_front_mask
 from service.trials.read_model import to_trial_out
@@ -23,11 +24,11 @@ _VALUE_KEY: TypeAdapter[Any] = TypeAdapter(tuple[float | None, TrialNumber])
 
 
 class TrialQueries:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     def get(self, trial_id: int) -> TrialOut:
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             row = repo.get_trial(conn, trial_id)
         if row is None:
             raise NotFound(f"trial {trial_id} does not exist")
@@ -37,7 +38,7 @@ class TrialQueries:
         self,
         study_id: int,
         *,
-        states: Sequence[str] | None,
+        states: Sequence[TrialStateName] | None,
         sort: str,
         cursor: str | None,
         limit: int = DEFAULT_LIMIT,
@@ -48,7 +49,7 @@ class TrialQueries:
         after = decode_key(
             cursor, kind, _NUMBER_KEY if sort.lstrip("-") == "number" else _VALUE_KEY
         )
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             _require_study(conn, study_id)
             rows = repo.list_trials(
                 conn,
@@ -63,16 +64,16 @@ class TrialQueries:
         next_cursor = None
         if more:
             last = rows[-1]
-            key: Any = last["number"]
+            key: Any = last.number
             if sort.lstrip("-") != "number":
-                key = [last["sort_value"], last["number"]]
+                key = [last.sort_value, last.number]
             next_cursor = encode_cursor(kind, key)
         items = [to_trial_out(r, intermediate=intermediate) for r in rows]
         return Page[TrialOut](items=items, next_cursor=next_cursor)
 
     def best(self, study_id: int) -> BestOut:
         """The best complete trial, or the Pareto front of a multi-objective study."""
-        with self._engine.connect() as conn:
+        with self._uow.read() as conn:
             directions = _require_study(conn, study_id)
             if len(directions) == 1:
                 best_id = repo.best_trial_id(conn, study_id, directions[0] == "maximize")

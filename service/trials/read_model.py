@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
-from typing import Any
 
 from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
-from service.studies.repository import API_STATE
+from service.states import API_STATE
+from service.trials.repository.rows import TrialRow
 from service.trials.schemas import IntermediateValue, TrialOut
 
 
@@ -23,30 +22,32 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def to_trial_out(row: Mapping[str, Any], *, intermediate: bool) -> TrialOut:
-    params, _ = decode_params(row["params"])
-    state = API_STATE[row["state"]]
-    values = decode_values(row["trial_values"]) if state == "complete" else None
-    start, end = utc(row["datetime_start"]), utc(row["datetime_complete"])
+def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
+    params, _ = decode_params(row.params)
+    state = API_STATE[row.state]
+    if state == "waiting" and not params:  # enqueued: the values it was queued with
+        params = dict(decode_attrs(row.system_attrs).get("fixed_params") or {})
+    values = decode_values(row.trial_values) if state == "complete" else None
+    start, end = utc(row.datetime_start), utc(row.datetime_complete)
     out = TrialOut(
-        id=row["trial_id"],
-        study_id=row["study_id"],
-        number=row["number"],
+        id=row.trial_id,
+        study_id=row.study_id,
+        number=row.number,
         state=state,
-        attempt=row["attempt"],
+        attempt=row.attempt,
         params=params,
         values=values,
         value=values[0] if values else None,
-        user_attrs=decode_attrs(row["user_attrs"]),
-        fail_reason=row["fail_reason"],
-        worker_id=row["worker_id"],
+        user_attrs=decode_attrs(row.user_attrs),
+        fail_reason=row.fail_reason,
+        worker_id=row.worker_id,
         datetime_start=start,
         datetime_complete=end if state in ("complete", "pruned", "failed") else None,
         duration_s=(end - start).total_seconds() if start and end else None,
-        lease_expires_at=row["lease_expires_at"] if state == "running" else None,
+        lease_expires_at=row.lease_expires_at if state == "running" else None,
     )
     if intermediate:
-        curve = decode_intermediate(row["intermediate"])
+        curve = decode_intermediate(row.intermediate)
         out.intermediate_values = [
             IntermediateValue(step=step, value=finite_or_none(value))
             for step, value in sorted(curve.items())

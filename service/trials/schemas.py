@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from service.documents import AttrKey, json_document
 from service.ids import ResourceId
 from service.spec import MAX_PARAMS
+from service.states import TrialStateName
 from service.studies.schemas import MAX_OBJECTIVES, TaskName
 
 MAX_WORKER_ID_LENGTH = 256  # hpo_trials.worker_id, hpo_workers.worker_id
@@ -23,7 +24,6 @@ MAX_USER_ATTRS_BYTES = 64 * 1024
 MAX_REASON_LENGTH = 2000
 MAX_STEP = 2**31 - 1  # trial_intermediate_values.step
 
-TrialStateName = Literal["waiting", "running", "complete", "pruned", "failed"]
 WorkerId = Annotated[
     str, Field(min_length=1, max_length=MAX_WORKER_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]

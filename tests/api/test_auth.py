@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from service.app import create_app
 from service.auth.service import AuthService, issue_token
+from service.db.unit_of_work import UnitOfWork
 from tests.api.helpers import API, assert_error, study_body
 from tests.conftest import server_settings
 from tests.support import ScratchDatabase
@@ -100,7 +101,8 @@ def test_malformed_unknown_and_revoked_tokens_are_refused(
 def test_expired_tokens_are_refused_even_when_cached(
     app_client: TestClient, engine: Engine
 ) -> None:
-    issued = AuthService(engine).issue("short", "read", expires_in=dt.timedelta(seconds=3))
+    auth = AuthService(UnitOfWork(engine))
+    issued = auth.issue("short", "read", expires_in=dt.timedelta(seconds=3))
     caller = Caller(app_client, issued.token)
     assert caller.get("/studies").status_code == 200  # now cached for up to auth_cache_s (5 s)
     expires_at = issued.info.expires_at

@@ -487,7 +487,7 @@ def test_csv_export_has_a_column_per_parameter_and_attribute(
     assert rows[2]["state"] == "pruned" and rows[2]["value"] == ""
     assert rows[4]["fail_reason"] == "nan loss"
     assert rows[6]["user_attrs_gpu"] == "a100" and rows[6]["datetime_complete"] == ""
-    assert rows[7]["state"] == "waiting" and rows[7]["params_lr"] == ""  # not sampled yet
+    assert rows[7]["state"] == "waiting" and rows[7]["params_lr"] == "0.01"  # as enqueued
     assert float(rows[1]["duration_s"]) >= 0 and rows[1]["attempt"] == "1"
 
 

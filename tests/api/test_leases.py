@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from fastapi.testclient import TestClient
 
 from tests.api.helpers import API, ask, assert_error, complete, create_study, report
 
 
-def _wait_for_state(client: TestClient, trial_id: int, state: str, timeout: float = 10.0) -> dict:
+def _wait_for_state(
+    client: TestClient, trial_id: int, state: str, timeout: float = 10.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        trial = client.get(f"{API}/trials/{trial_id}").json()
+        trial: dict[str, Any] = client.get(f"{API}/trials/{trial_id}").json()
         if trial["state"] == state:
             return trial
         time.sleep(0.1)
@@ -84,7 +87,7 @@ def test_release_puts_the_trial_back_without_using_a_retry(client: TestClient) -
 def test_long_poll_claim_wakes_when_work_appears(client: TestClient) -> None:
     sid = create_study(client, max_parallel=1)["id"]
     holder = ask(client, sid)
-    result: dict = {}
+    result: dict[str, Any] = {}
 
     def claim() -> None:
         started = time.monotonic()

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
+from service.db.unit_of_work import UnitOfWork
 from service.live.position import EventPosition
 from service.live.service import LiveService
 from service.live.stream import StreamTiming
@@ -270,7 +271,8 @@ def test_an_idle_stream_holds_no_connection_and_ends_cleanly(
 
     async def scenario() -> None:
         broadcaster = EventBroadcaster(asyncio.get_running_loop())
-        live = LiveService(engine, broadcaster, StreamTiming(heartbeat_s=30, repoll_s=30))
+        timing = StreamTiming(heartbeat_s=30, repoll_s=30)
+        live = LiveService(UnitOfWork(engine), broadcaster, timing)
         start = live.start_position(sid, None)
         stream = live.stream(sid, start)
         assert (await anext(stream)).endswith(f"id: {start}\n\n")

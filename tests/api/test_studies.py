@@ -107,12 +107,12 @@ def test_every_sampler_and_pruner_is_accepted_where_it_fits(client: TestClient) 
         "n": {"type": "int", "low": 1, "high": 3},
         "c": {"type": "categorical", "choices": ["a", "b"]},
     }
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"sampler": {"name": "random", "options": {"seed": 1}}},
         {"sampler": {"name": "cmaes"}},
         {"sampler": {"name": "qmc", "options": {"qmc_type": "halton"}}},
         {"sampler": {"name": "gp", "options": {"n_startup_trials": 3}}},
-        {"sampler": {"name": "grid"}, "search_space": grid_space, "max_trials": None},
+        {"sampler": {"name": "grid"}, "search_space": grid_space, "max_trials": None, "task": None},
         {"sampler": {"name": "nsga2"}, "directions": ["minimize", "maximize"], "pruner": {}},
         {"pruner": {"name": "percentile", "options": {"percentile": 25.0}}},
         {"pruner": {"name": "successive_halving"}},

@@ -74,6 +74,9 @@ def test_enqueued_trial_is_handed_out_before_new_samples(client: TestClient) -> 
     )
     assert queued.status_code == 201, queued.text
     assert queued.json()["state"] == "waiting"
+    assert queued.json()["params"] == {"lr": 0.001, "n_layers": 2}  # what was queued
+    waiting = client.get(f"{API}/studies/{sid}/trials", params={"state": "waiting"}).json()
+    assert [t["params"] for t in waiting["items"]] == [{"lr": 0.001, "n_layers": 2}]
     trial = ask(client, sid)
     assert trial["id"] == queued.json()["id"] and trial["number"] == 0
     assert trial["params"]["lr"] == 0.001 and trial["params"]["n_layers"] == 2
@@ -359,7 +362,8 @@ def test_infinite_values(client: TestClient) -> None:
 
 
 def test_claim_respects_task_and_study_filters(client: TestClient) -> None:
-    a = create_study(client, name="a", task={"name": "mlp_classifier"})["id"]
+    mlp = {"name": "mlp_classifier", "dataset": "digits", "epochs": 2}
+    a = create_study(client, name="a", task=mlp)["id"]
     b = create_study(client, name="b", task={"name": "resnet"})["id"]
     url = f"{API}/trials/claim"
     got = client.post(url, json={"worker_id": "w", "tasks": ["resnet"]}).json()

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -188,3 +189,190 @@ def test_pruned_trials_look_different_and_the_studies_list_refreshes(
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "dashboard-curves.png"), full_page=True)
     assert not errors, errors
+
+
+def test_the_study_page_says_why_a_study_sits_still(
+    server: ServerProcess, page: Any, read_token: str
+) -> None:
+    """A task no worker announced is a warning; a study the server paused shows the reason, and
+    a resumed one no longer does (the page follows the study's events)."""
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as http:
+        typo = {"name": "mlp_clasifier", "dataset": "digits", "epochs": 2}
+        waiting = http.post("/studies", json=study_body("typo", task=typo, **QUIET)).json()
+        page.goto(f"{server.url}/dashboard/studies/{waiting['id']}")
+        _sign_in(page, read_token)
+        page.wait_for_selector("#study-notices .notice:has-text('mlp_clasifier')", timeout=10_000)
+
+        doomed = http.post("/studies", json=study_body("doomed", task=None, **QUIET)).json()
+        page.goto(f"{server.url}/dashboard/studies/{doomed['id']}")
+        page.wait_for_selector("#study-name >> text=doomed", timeout=10_000)
+        assert page.locator("#study-notices .notice").count() == 0
+        for _ in range(5):
+            _finish(http, _ask(http, doomed["id"]), state="failed", reason="bad_params")
+        notice = "#study-notices .notice:has-text('first 5 trials all failed')"
+        page.wait_for_selector(notice, timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-paused-reason.png"), full_page=True)
+        http.patch(f"/studies/{doomed['id']}", json={"state": "running"})
+        page.wait_for_selector(notice, state="detached", timeout=10_000)
+
+
+def test_api_docs_render_without_the_internet(server: ServerProcess, page: Any) -> None:
+    """``/docs`` and ``/redoc`` load every asset from the server itself (Swagger UI and ReDoc
+    come from the fastapi-offline package): a request to any other host is refused here, as it
+    would fail on a machine without the internet."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    host = urlsplit(server.url).netloc
+    elsewhere: list[str] = []
+
+    def only_the_server(route: Any) -> None:
+        if urlsplit(route.request.url).netloc == host:
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.goto(f"{server.url}/docs")
+    path = f".opblock-summary-path[data-path='{API}/studies']"
+    page.wait_for_selector(path, timeout=20_000)
+    assert page.locator(".opblock").count() > 25  # every operation, not just one
+    assert page.locator(".swagger-ui .info .title").inner_text().startswith("HPO service")
+    page.screenshot(path=str(ARTIFACTS / "docs-swagger.png"))
+
+    page.goto(f"{server.url}/redoc")
+    page.get_by_text(f"{API}/studies/{{study_id}}/history").first.wait_for(timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "docs-redoc.png"))
+    assert not elsewhere, elsewhere
+    assert not errors, errors
+    # ReDoc's bundle shows its maker's logo from their CDN: the page's Content-Security-Policy
+    # stops the browser from asking (ReDoc hides the image), which is the only message.
+    refused = [m for m in console if "violates the following Content Security Policy" in m]
+    assert all("cdn.redoc.ly" in m for m in refused) and len(refused) == len(console), console
+
+
+# The y-axis of a plot in data units (a log axis's range is in powers of ten).
+Y_AXIS = """(id) => { const y = document.getElementById(id).layout.yaxis;
+    const r = y.type === 'log' ? y.range.map(v => 10 ** v) : y.range;
+    return {type: y.type, lo: r[0], hi: r[1]} }"""
+# Bounding boxes of a plot's text that must stay inside it, and of the plot itself.
+TEXT_BOXES = """(id) => { const plot = document.getElementById(id); const box = (e) => {
+    const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top,
+    bottom: r.bottom, text: e.textContent} };
+    const texts = plot.querySelectorAll('.ytick text, .bartext');
+    return {plot: box(plot), texts: [...texts].map(box)} }"""
+LONG_NAME = "warmup_steps_of_the_cosine_learning_rate_schedule"
+
+
+def test_outliers_are_left_out_of_the_range_said_and_shown_on_demand(
+    server: ServerProcess, page: Any, read_token: str
+) -> None:
+    """Two early trials near 2.0 among values of 0.1 to 0.3 and one learning curve diverging to 50
+    among curves near 0.5 stay outside the y-ranges by default, with a note saying so; "Show
+    all" brings them in. Long parameter names stay inside the importance panel."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    space = {
+        "lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+        LONG_NAME: {"type": "int", "low": 0, "high": 1000},
+        "model.encoder.attention_dropout_probability": {"type": "float", "low": 0.0, "high": 0.5},
+    }
+    values = [2.05, 1.95, 0.3, 0.28, 0.25, 0.27, 0.22, 0.24, 0.18, 0.2, 0.15, 0.19, 0.13, 0.16]
+    values += [0.1, 0.14]
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as http:
+        body = study_body("outliers", search_space=space, task={"name": "custom"}, **QUIET)
+        sid = http.post("/studies", json=body).json()["id"]
+        for i, value in enumerate(values):
+            trial = _ask(http, sid)
+            for step in range(6):
+                _report(http, trial, step, 0.45 + 0.1 * math.exp(-step / 2) + 0.005 * (i % 5))
+            _finish(http, trial, values=[value])
+        diverged = _ask(http, sid)
+        for step, value in enumerate([0.6, 1.5, 5.0, 15.0, 50.0]):
+            _report(http, diverged, step, value)
+        _finish(http, diverged, state="pruned")
+        late = _ask(http, sid)  # finished while the page is open
+
+    page.goto(f"{server.url}/dashboard/studies/{sid}")
+    _sign_in(page, read_token)
+    page.wait_for_function(HISTORY_POINTS, arg=len(values), timeout=20_000)
+    page.wait_for_function(
+        "() => { const d = document.getElementById('curves-plot');"
+        " return d && d.data && d.data.some(t => t.name === 'Pruned (1)') }",
+        timeout=15_000,
+    )
+    page.wait_for_selector("#importance-plot .ytick text", timeout=15_000)
+    page.wait_for_timeout(500)  # let the other charts settle for the screenshot
+
+    history = page.evaluate(Y_AXIS, "history-plot")
+    assert history["type"] == "linear" and history["lo"] <= 0.1 and history["hi"] < 0.5
+    outside = page.evaluate(PLOT_DATA, "history-plot")[2]  # drawn as triangles at the edge
+    assert outside["x"] == [0, 1] and outside["customdata"] == [2.05, 1.95]
+    note = page.locator("#history-plot .annotation-text", has_text="2 trials above the range")
+    assert note.is_visible() and "up to 2.05" in note.text_content()
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as http:
+        _finish(http, late, values=[3.0])
+    page.wait_for_selector("#history-plot .annotation-text >> text=3 trials above", timeout=10_000)
+    assert page.evaluate(PLOT_DATA, "history-plot")[2]["x"] == [0, 1, 17]
+    assert page.evaluate(Y_AXIS, "history-plot")["hi"] < 0.5
+    curves = page.evaluate(Y_AXIS, "curves-plot")
+    assert curves["lo"] <= 0.45 and curves["hi"] < 1
+    assert page.locator("#curves-plot .annotation-text", has_text="1 curve above").is_visible()
+
+    plot, texts = page.evaluate(TEXT_BOXES, "importance-plot").values()
+    labels = [t["text"] for t in texts]
+    assert len(texts) >= 6 and any(label.endswith("…") for label in labels), labels
+    for text in texts:  # tick labels and the values written beside the bars
+        assert plot["left"] <= text["left"] and text["right"] <= plot["right"], (text, plot)
+        assert plot["top"] <= text["top"] and text["bottom"] <= plot["bottom"], (text, plot)
+    hover_names = page.evaluate(PLOT_DATA, "importance-plot")[0]["customdata"]
+    assert LONG_NAME in hover_names  # the full name, in the hover
+    page.screenshot(path=str(ARTIFACTS / "dashboard-outliers.png"), full_page=True)
+
+    page.click("#history-all")
+    page.click("#curves-all")
+    history = page.evaluate(Y_AXIS, "history-plot")
+    assert history["lo"] <= 0.1 and history["hi"] >= 2.05
+    assert page.locator("#history-plot .annotation-text", has_text="above the range").count() == 0
+    curves = page.evaluate(Y_AXIS, "curves-plot")
+    assert curves["type"] == "log" and curves["lo"] <= 0.45 and curves["hi"] >= 50  # 2 decades
+    assert page.locator("#curves-log.on").count() == 1  # the switch shows the choice
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-outliers-all.png"), full_page=True)
+
+    page.click("#curves-log")  # the user's choice wins
+    assert page.evaluate(Y_AXIS, "curves-plot")["type"] == "linear"
+    assert not errors, errors
+
+
+VIEW_OF = """async ([values, options]) => {
+    const { robustView } = await import('/dashboard/static/ranges.js');
+    const { log, range, count, side } = robustView(values, options);
+    return { log, range, count, side } }"""
+
+
+def test_y_ranges_leave_out_only_far_outliers_on_the_worse_side(
+    server: ServerProcess, page: Any
+) -> None:
+    """The rules of ``ranges.js``, on the page's own module."""
+    page.goto(f"{server.url}/healthz")
+
+    def view(values: list[float], direction: str = "minimize", **options: Any) -> Any:
+        return page.evaluate(VIEW_OF, [values, {"direction": direction, **options}])
+
+    losses = [0.3, 0.28, 0.25, 0.27, 0.22, 0.24, 0.18, 0.2, 0.15, 0.19, 0.13, 0.16, 0.1]
+    squashed = view([*losses, 2.05, 1.95])
+    assert squashed["count"] == 2 and squashed["side"] == "above" and not squashed["log"]
+    assert squashed["range"][0] < 0.1 and 0.3 < squashed["range"][1] < 0.5
+    assert view([*losses, 2.05, 1.95], all=True)["range"] is None  # Plotly's autorange
+    assert view([*losses, 0.001])["count"] == 0  # the best trial is never left out
+    accuracy = [0.9, 0.91, 0.88, 0.93, 0.9, 0.92, 0.89, 0.94]
+    assert view([*accuracy, 0.05], "maximize")["side"] == "below"
+    assert view([*accuracy, 5.0], "maximize")["count"] == 0
+    decades = view([1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001])  # log scale, nothing left out
+    assert decades == {"log": True, "range": None, "count": 0, "side": None}
+    assert not view([1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001], log=False)["log"]  # a user's choice
+    assert view([0.1, 0.2, 0.15, 50])["count"] == 0  # too few values to call one an outlier
+    assert view([-1.2, -1.1, -1.3, -1.0, -1.25, -1.15, 30])["count"] == 1  # not positive: linear

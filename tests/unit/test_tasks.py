@@ -28,12 +28,12 @@ from workers.tasks import (
     get_task,
 )
 from workers.tasks import registry as registry_module
+from workers.tasks.dataset_spec import BUILTIN_DATASETS, DatasetSpec, dataset_spec_from_task
 from workers.tasks.datasets import (
+    DATASET_NAMES,
     DEFAULT_CACHE,
     Arrays,
     DatasetCache,
-    DatasetSpec,
-    dataset_spec_from_task,
     load_dataset,
 )
 from workers.tasks.failures import call_mapping_oom
@@ -530,3 +530,7 @@ def test_test_tasks_need_an_explicit_opt_in(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(registry_module.TEST_TASKS_ENV, "1")
     assert get_task("test_sleep") is get_task("test_sleep")
     assert {"test_nan", "test_oom", "test_sleep"} <= set(registry_module.available_tasks())
+
+
+def test_the_dataset_names_the_server_checks_are_those_the_worker_loads() -> None:
+    assert BUILTIN_DATASETS == DATASET_NAMES

@@ -26,7 +26,7 @@ def test_optimize_finds_the_minimum_and_prunes(server: ServerProcess) -> None:
     study = create_study(server, quadratic_study("quadratic"))
 
     def objective(trial: ClientTrial) -> float:
-        x = trial.params["x"]
+        x: float = trial.params["x"]
         for step in range(4):
             trial.report(step, (x - 1.0) ** 2 + 1.0 / (step + 1))
         trial.set_user_attr("x_seen", x)

@@ -33,61 +33,12 @@ import numpy as np
 import torch
 
 from workers.tasks.base import TaskFailed
-from workers.tasks.fields import read_float, read_int, read_optional_str, read_str
+from workers.tasks.dataset_spec import DatasetSpec
 from workers.tasks.idx import IdxFormatError, read_idx
 
 logger = logging.getLogger(__name__)
 
 FASHION_MNIST_DIR: Final = Path("/usr/share/datasets/fashion-mnist")
-FILE_DATASETS: Final = frozenset({"fashion_mnist", "npz"})
-"""Datasets read from files; ``npz`` requires a ``path``, ``fashion_mnist`` accepts one."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Which data, and how it is split. Hashable: it is the cache key (with the device)."""
-
-    name: str
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    path: Path | None = None
-    max_samples: int | None = None
-
-
-def dataset_spec_from_task(task: Mapping[str, Any]) -> DatasetSpec:
-    """The dataset part of a task spec, or ``TaskFailed("bad_task_spec")``.
-
-    Keys: ``dataset`` (required), ``val_fraction`` (in (0, 1), default 0.2), ``split_seed``
-    (default 0), ``path`` or its alias ``dir`` (file datasets only; required for ``npz``) and
-    ``max_samples`` (>= 2, default all). The dataset name itself is checked when loading.
-    """
-    reason = "bad_task_spec"
-    name = read_str(task, "dataset", reason=reason)
-    path = read_optional_str(task, "path", reason=reason) or read_optional_str(
-        task, "dir", reason=reason
-    )
-    if name == "npz" and path is None:
-        raise TaskFailed(reason, "dataset 'npz' requires 'path' (the .npz file)")
-    val_fraction = read_float(
-        task,
-        "val_fraction",
-        reason=reason,
-        default=0.2,
-        low=0.0,
-        high=1.0,
-        low_open=True,
-        high_open=True,
-    )
-    max_samples = None
-    if task.get("max_samples") is not None:
-        max_samples = read_int(task, "max_samples", reason=reason, minimum=2)
-    return DatasetSpec(
-        name=name,
-        val_fraction=val_fraction,
-        split_seed=read_int(task, "split_seed", reason=reason, default=0),
-        path=Path(path).expanduser().resolve() if path and name in FILE_DATASETS else None,
-        max_samples=max_samples,
-    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from workers.tasks.datasets import DatasetSpec, dataset_spec_from_task
+from workers.tasks.dataset_spec import DatasetSpec, dataset_spec_from_task
 from workers.tasks.fields import read_float, read_int, read_str, reject_unknown
 
 OptimizerName = Literal["adam", "adamw", "sgd"]

@@ -3,6 +3,7 @@
 // use WebGL traces (scattergl) when the browser has WebGL.
 /* global Plotly */
 import { fmtValue, hasWebGL } from "./api.js";
+import { NOTE_MARGIN, axisOf, clipNotes, edgeOf, relayoutOf, robustView, sameView } from "./ranges.js";
 
 export const COLORS = {
   complete: "#2563eb",
@@ -18,9 +19,16 @@ const FONT = { family: "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-
 const AXIS = { gridcolor: "#eef0f4", zeroline: false, linecolor: "#e5e7eb", automargin: true };
 const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
+const MARGIN = { l: 60, r: 18, t: 10, b: 46 };
+
+// The margins of a plot with these annotations (a note on clipping needs a row of its own).
+function marginFor(annotations) {
+  return annotations.some((a) => a.name === "clip-note") ? { ...MARGIN, b: NOTE_MARGIN } : { ...MARGIN };
+}
+
 function layout(extra = {}) {
   return {
-    margin: { l: 60, r: 18, t: 10, b: 46 },
+    margin: { ...MARGIN },
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)",
     font: FONT,
@@ -37,6 +45,14 @@ function emptyNote(text) {
   return [{ text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: "#9ca3af", size: 13 } }];
 }
 
+// Parameter names can be long (a nested "model.encoder.attention_dropout"): axis labels are cut to
+// this many characters; the hover and the table show the full name.
+const LABEL_CHARS = 26;
+
+export function shortLabel(name) {
+  return name.length <= LABEL_CHARS ? name : `${name.slice(0, LABEL_CHARS - 1)}…`;
+}
+
 const scatter = () => (hasWebGL() ? "scattergl" : "scatter");
 
 function better(direction, a, b) {
@@ -46,12 +62,31 @@ function better(direction, a, b) {
 
 // ---- optimization history: one point per complete trial, and the best value so far ----
 
+// Trial values outside the y-range (see ranges.js) are drawn as triangles at its edge.
+function outsideTrace(xs, ys, view) {
+  const x = [];
+  const customdata = [];
+  for (let i = 0; i < xs.length; i++) {
+    if (view.outside(ys[i])) {
+      x.push(xs[i]);
+      customdata.push(ys[i]);
+    }
+  }
+  const edge = x.length ? edgeOf(view) : null;
+  return {
+    x, y: x.map(() => edge), customdata,
+    marker: { color: COLORS.failed, size: 9, symbol: view.side === "below" ? "triangle-down" : "triangle-up", opacity: 0.75 },
+    showlegend: x.length > 0,
+  };
+}
+
 export class HistoryChart {
   constructor(element, onPick) {
     this.el = element;
     this.onPick = onPick; // called with a trial number when a point is clicked
-    this.drawn = null; // {key, n, lastNumber, best}
-    this.logY = false;
+    this.onView = null; // called with the y-axis view after each draw (for the page's controls)
+    this.drawn = null; // {key, n, lastNumber, best, direction, xs, ys, view}
+    this.scale = { log: null, all: false }; // log: null = decided from the values (ranges.js)
   }
 
   // points: [{number, value}] of complete trials in number order (finite values only).
@@ -73,9 +108,10 @@ export class HistoryChart {
       ys.push(p.value);
       bests.push(best);
     }
+    const view = robustView(ys, { direction, ...this.scale });
     const traces = [
       {
-        type: scatter(), mode: "markers", name: label, x: xs, y: ys,
+        type: scatter(), mode: "markers", name: label, x: xs.slice(), y: ys.slice(),
         marker: n > 2000
           ? { color: COLORS.complete, size: 4, opacity: 0.45 }
           : { color: COLORS.complete, size: 7, opacity: 0.8, line: { color: "#fff", width: 0.5 } },
@@ -86,15 +122,22 @@ export class HistoryChart {
         line: { color: COLORS.best, width: 2.5, shape: "hv" },
         hovertemplate: "Best after #%{x}: %{y}<extra></extra>",
       },
+      {
+        type: scatter(), mode: "markers", name: "Outside the range", ...outsideTrace(xs, ys, view),
+        hovertemplate: "Trial #%{x}<br>%{customdata} (outside the range)<extra></extra>",
+      },
     ];
     const last = n ? points[n - 1].number : 0;
+    const annotations = n ? clipNotes(view, view.count, "trial") : emptyNote("No complete trials yet");
     Plotly.react(this.el, traces, layout({
       xaxis: { title: { text: "Trial" }, dtick: last < 10 ? 1 : undefined },
-      yaxis: { title: { text: label }, type: this.logY ? "log" : "linear" },
-      annotations: n ? [] : emptyNote("No complete trials yet"),
+      yaxis: { title: { text: label }, ...axisOf(view) },
+      annotations,
+      margin: marginFor(annotations),
     }), CONFIG);
     if (!this.drawn && this.onPick) this.el.on("plotly_click", (event) => this.onPick(event.points?.[0]?.x));
-    this.drawn = { key, n, lastNumber: n ? points[n - 1].number : null, best };
+    this.drawn = { key, n, lastNumber: n ? points[n - 1].number : null, best, direction, xs, ys, view };
+    this.onView?.(view);
   }
 
   append(added, direction) {
@@ -110,12 +153,35 @@ export class HistoryChart {
     }
     Plotly.extendTraces(this.el, { x: [xs, xs.slice()], y: [ys, bests] }, [0, 1]);
     if (this.drawn.lastNumber < 10 && xs[xs.length - 1] >= 10) Plotly.relayout(this.el, { "xaxis.dtick": null });
-    this.drawn = { ...this.drawn, n: this.drawn.n + added.length, lastNumber: xs[xs.length - 1], best };
+    const d = this.drawn;
+    this.drawn = {
+      ...d, n: d.n + added.length, lastNumber: xs[xs.length - 1], best, xs: d.xs.concat(xs), ys: d.ys.concat(ys),
+    };
+    this.refreshView();
   }
 
-  setLogY(on) {
-    this.logY = on;
-    if (this.drawn) Plotly.relayout(this.el, { "yaxis.type": on ? "log" : "linear" });
+  // Redraws the y-axis, the triangles and the note when the range has changed (or `force`).
+  refreshView(force = false) {
+    const d = this.drawn;
+    const view = robustView(d.ys, { direction: d.direction, ...this.scale });
+    if (!force && sameView(view, d.view)) return;
+    const outside = outsideTrace(d.xs, d.ys, view);
+    const annotations = clipNotes(view, view.count, "trial");
+    Plotly.update(
+      this.el,
+      { x: [outside.x], y: [outside.y], customdata: [outside.customdata], marker: [outside.marker], showlegend: [outside.showlegend] },
+      { ...relayoutOf(view), annotations, margin: marginFor(annotations) },
+      [2],
+    );
+    d.view = view;
+    this.onView?.(view);
+  }
+
+  // log: true, false or null (decide from the values); all: show every value.
+  setScale(change) {
+    this.scale = { ...this.scale, ...change };
+    if (this.drawn?.n) this.refreshView(true);
+    else this.onView?.({ log: !!this.scale.log });
   }
 }
 
@@ -199,7 +265,7 @@ function dimension(name, spec, trials) {
   if (spec.type === "categorical") {
     const keys = spec.choices.map((c) => JSON.stringify(c));
     return {
-      label: name,
+      label: shortLabel(name),
       values: raw.map((v) => keys.indexOf(JSON.stringify(v))),
       tickvals: keys.map((_, i) => i),
       ticktext: spec.choices.map(String),
@@ -212,14 +278,14 @@ function dimension(name, spec, trials) {
     const ticks = [];
     for (let e = Math.ceil(lo); e <= Math.floor(hi); e++) ticks.push(e);
     return {
-      label: `${name} (log)`,
+      label: `${shortLabel(name)} (log)`,
       values: raw.map((v) => Math.log10(v)),
       range: [lo, hi],
       tickvals: ticks,
       ticktext: ticks.map((e) => `1e${e}`),
     };
   }
-  return { label: name, values: raw, range: [spec.low, spec.high] };
+  return { label: shortLabel(name), values: raw, range: [spec.low, spec.high] };
 }
 
 export class ParallelChart {
@@ -244,7 +310,12 @@ export class ParallelChart {
     }
     const values = usable.map((t) => t.values[objective]);
     const dims = names.map((n) => dimension(n, searchSpace[n], usable));
-    dims.push({ label, values });
+    dims.push({ label: shortLabel(label), values });
+    // The colours span the values without their outliers (which take the end colour), so that a
+    // few diverged trials do not paint all others alike; the axis itself shows every value.
+    const { range } = robustView(values, { direction, log: false });
+    // Each axis's label is centred on it: the outer ones need room beside the plot.
+    const room = (text) => Math.round(3.8 * text.length);
     Plotly.react(this.el, [{
       type: "parcoords",
       dimensions: dims,
@@ -253,10 +324,14 @@ export class ParallelChart {
         colorscale: "Viridis",
         reversescale: direction === "minimize", // the best trials are the brightest
         showscale: false, // the last axis is the objective itself
+        ...(range ? { cmin: range[0], cmax: range[1] } : {}),
       },
       labelfont: { size: 12 },
       tickfont: { size: 11 },
-    }], { ...layout(), margin: { l: 70, r: 60, t: 40, b: 24 } }, CONFIG);
+    }], {
+      ...layout(),
+      margin: { l: Math.max(70, room(dims[0].label)), r: Math.max(60, room(dims[dims.length - 1].label)), t: 40, b: 24 },
+    }, CONFIG);
   }
 }
 
@@ -277,24 +352,31 @@ export class ImportanceChart {
     }
     const order = Object.keys(objectives[0].importances).reverse(); // largest on top
     const palette = [COLORS.complete, COLORS.best, "#8b5cf6", "#14b8a6", "#ec4899"];
-    const traces = objectives.map((o, i) => ({
-      type: "bar",
-      orientation: "h",
-      name: names[o.objective] ?? `objective ${o.objective}`,
-      y: order,
-      x: order.map((p) => o.importances[p] ?? 0),
-      marker: { color: palette[i % palette.length] },
-      hovertemplate: "%{y}: %{x:.3f}<extra></extra>",
-      text: order.map((p) => fmtValue(o.importances[p] ?? 0)),
-      textposition: "outside",
-      cliponaxis: false,
-    }));
+    let largest = 0;
+    const traces = objectives.map((o, i) => {
+      const x = order.map((p) => o.importances[p] ?? 0);
+      largest = Math.max(largest, ...x);
+      return {
+        type: "bar",
+        orientation: "h",
+        name: names[o.objective] ?? `objective ${o.objective}`,
+        y: order,
+        x,
+        customdata: order,
+        marker: { color: palette[i % palette.length] },
+        hovertemplate: "%{customdata}: %{x:.3f}<extra></extra>",
+        text: x.map(fmtValue),
+        textposition: "outside",
+        cliponaxis: false,
+      };
+    });
     Plotly.react(this.el, traces, layout({
       barmode: "group",
       showlegend: objectives.length > 1,
-      margin: { l: 110, r: 18, t: 10, b: 40 },
-      xaxis: { title: { text: "Importance" }, rangemode: "tozero" },
-      yaxis: { automargin: true },
+      margin: { l: 20, r: 18, t: 10, b: 40 }, // the left margin grows to the labels (automargin)
+      // Room right of the longest bar for its value, which is written outside it.
+      xaxis: { title: { text: "Importance" }, range: [0, (largest || 1) * 1.18] },
+      yaxis: { automargin: true, tickmode: "array", tickvals: order, ticktext: order.map(shortLabel) },
     }), CONFIG);
   }
 }
@@ -318,12 +400,24 @@ function curveColor(rgb, alpha, lines) {
 export class CurvesChart {
   constructor(element) {
     this.el = element;
+    this.onView = null; // called with the y-axis view after each draw (for the page's controls)
+    this.scale = { log: null, all: false }; // as HistoryChart's
+    this.last = null; // the arguments of the last update, to redraw on a change of scale
   }
 
-  // curves: Map number → {steps, values}; stateOf(number) → trial state; highlight: number|null
-  update(curves, stateOf, highlight, label) {
+  setScale(change) {
+    this.scale = { ...this.scale, ...change };
+    if (this.last) this.update(...this.last);
+    else this.onView?.({ log: !!this.scale.log });
+  }
+
+  // curves: Map number → {steps, values}; stateOf(number) → trial state; highlight: number|null;
+  // direction: the objective's ("minimize" or "maximize").
+  update(curves, stateOf, highlight, label, direction) {
+    this.last = [curves, stateOf, highlight, label, direction];
     const groups = new Map(CURVE_GROUPS.map(([state]) => [state, { x: [], y: [], customdata: [], lines: 0 }]));
     const numbers = [...curves.keys()].sort((a, b) => a - b);
+    const values = [];
     for (const number of numbers) {
       const group = groups.get(stateOf(number));
       if (!group) continue;
@@ -332,12 +426,16 @@ export class CurvesChart {
         group.x.push(curve.steps[i]);
         group.y.push(curve.values[i]);
         group.customdata.push(number);
+        if (curve.values[i] !== null) values.push(curve.values[i]);
       }
       group.x.push(null);
       group.y.push(null);
       group.customdata.push(number);
       group.lines += 1;
     }
+    const view = robustView(values, { direction, ...this.scale });
+    const leaves = (n) => groups.has(stateOf(n)) && curves.get(n).values.some((v) => v !== null && view.outside(v));
+    const clipped = view.count ? numbers.filter(leaves).length : 0;
     const traces = CURVE_GROUPS.map(([state, name, rgb, line, alpha]) => {
       const { x, y, customdata, lines } = groups.get(state);
       return {
@@ -366,10 +464,13 @@ export class CurvesChart {
     }
     let maxStep = 0;
     for (const curve of curves.values()) maxStep = Math.max(maxStep, curve.steps[curve.steps.length - 1] ?? 0);
+    const annotations = numbers.length ? clipNotes(view, clipped, "curve") : emptyNote("No intermediate values reported yet");
     Plotly.react(this.el, traces, layout({
       xaxis: { title: { text: "Step" }, dtick: maxStep < 10 ? 1 : undefined },
-      yaxis: { title: { text: label } },
-      annotations: numbers.length ? [] : emptyNote("No intermediate values reported yet"),
+      yaxis: { title: { text: label }, ...axisOf(view) },
+      annotations,
+      margin: marginFor(annotations),
     }), CONFIG);
+    this.onView?.(view);
   }
 }

@@ -159,6 +159,9 @@ function renderHeader() {
     el("span", { class: "faint" }, `created ${fmtTime(study.created_at)}`),
   ];
   $("study-meta").replaceChildren(...meta.filter(Boolean));
+  // Why the study is not moving: paused by the server (state_reason), or a warning of the API.
+  const notices = [study.state_reason, ...(study.warnings || [])].filter(Boolean);
+  $("study-notices").replaceChildren(...notices.map((text) => el("div", { class: "notice", role: "status" }, text)));
   let best;
   if (multi()) {
     best = stat("Pareto front", String(state.paretoSize ?? "—"), "non-dominated trials");
@@ -247,7 +250,7 @@ function renderCurves() {
   if (multi()) return;
   const states = new Map(ordered().map((t) => [t.number, t.state]));
   const selected = state.selected === null ? null : state.trials.get(state.selected)?.number ?? null;
-  charts.curves.update(state.curves, (n) => states.get(n), selected, objectiveNames()[0]);
+  charts.curves.update(state.curves, (n) => states.get(n), selected, objectiveNames()[0], state.study.directions[0]);
 }
 
 function renderDetail() {
@@ -456,6 +459,23 @@ function chunk(list, size) {
   return out;
 }
 
+// A chart's "Log scale" and "Show all" switches. The log switch shows what the chart chose until
+// it is clicked (ranges.js decides from the values); from then on it is the user's choice.
+function scaleSwitches(chart, logId, allId) {
+  const show = (chip, on) => {
+    chip.classList.toggle("on", on);
+    chip.setAttribute("aria-checked", String(on));
+  };
+  const log = $(logId);
+  const all = $(allId);
+  chart.onView = (view) => {
+    show(log, view.log);
+    show(all, chart.scale.all);
+  };
+  log.addEventListener("click", () => chart.setScale({ log: !log.classList.contains("on") }));
+  all.addEventListener("click", () => chart.setScale({ all: !chart.scale.all }));
+}
+
 function setupControls() {
   const names = objectiveNames();
   if (multi()) {
@@ -474,13 +494,8 @@ function setupControls() {
     }
     $("curves-card").hidden = true;
   }
-  const log = $("log-y");
-  log.addEventListener("click", () => {
-    const on = !log.classList.contains("on");
-    log.classList.toggle("on", on);
-    log.setAttribute("aria-checked", String(on));
-    charts.history.setLogY(on);
-  });
+  scaleSwitches(charts.history, "history-log", "history-all");
+  scaleSwitches(charts.curves, "curves-log", "curves-all");
   for (const [id, format] of [["export-csv", "csv"], ["export-jsonl", "jsonl"]]) {
     const link = $(id);
     link.href = `${API}/studies/${studyId}/trials.${format}`;

@@ -26,7 +26,7 @@ from service.trials.repository.handout import (
     touch_worker,
 )
 from service.trials.repository.leases import (
-    LeaseState,
+    Renewed,
     Reported,
     finish,
     heartbeat,
@@ -50,12 +50,15 @@ from service.trials.repository.reads import (
     study_directions,
     study_of_trial,
 )
+from service.trials.repository.rows import LeaseState, TrialRow
 
 __all__ = [
     "LeaseState",
     "NewLease",
     "Reaped",
+    "Renewed",
     "Reported",
+    "TrialRow",
     "best_trial_id",
     "claim_candidates",
     "complete_values",

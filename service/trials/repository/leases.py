@@ -11,10 +11,12 @@ from sqlalchemy import Connection, text
 
 from service.db.prepared import Statement
 from service.notify import WORK_CHANNEL
-from service.sampling.repository import CHANGED_TRIALS_SQL, CURRENT_XID
+from service.sampling.repository import CHANGED_TRIALS_SQL, CURRENT_XID, ChangedTrial
 from service.sampling.rows import to_stored
+from service.states import OptunaTrialState, StoredStudyState
 from service.trials.repository.encoding import attr_arrays
 from service.trials.repository.events import event
+from service.trials.repository.rows import LeaseState, TrialRow
 
 _HEARTBEAT = Statement(
     """
@@ -28,10 +30,18 @@ _HEARTBEAT = Statement(
 )
 
 
-def heartbeat(conn: Connection, trial_id: int, token: str) -> tuple[dt.datetime, str] | None:
+@dataclass(frozen=True)
+class Renewed:
+    """A lease extended: its new expiry, and the state of the trial's study."""
+
+    expires_at: dt.datetime
+    study_state: StoredStudyState
+
+
+def heartbeat(conn: Connection, trial_id: int, token: str) -> Renewed | None:
     """Extend a live lease by the study's ``lease_seconds``; None if the lease is not live."""
     row = _HEARTBEAT.one_or_none(conn, {"trial_id": trial_id, "token": token})
-    return None if row is None else (row["lease_expires_at"], row["state"])
+    return None if row is None else Renewed(row["lease_expires_at"], row["state"])
 
 
 _REPORT = Statement(
@@ -77,10 +87,10 @@ class Reported:
     the same statement, so they do not include this report itself)."""
 
     study_id: int
-    study_state: str
+    study_state: StoredStudyState
     inserted: bool
     horizon: int
-    changed: list[dict[str, Any]]
+    changed: list[ChangedTrial]
 
 
 def report(
@@ -181,15 +191,15 @@ def finish(
     *,
     trial_id: int,
     token: str,
-    state: str,
+    state: OptunaTrialState,
     values: Sequence[float] | None,
     fail_reason: str | None,
     user_attrs: Mapping[str, Any],
-) -> dict[str, Any] | None:
+) -> TrialRow | None:
     """Finish a leased trial (COMPLETE, PRUNED or FAIL) and return it as ``get_trial`` would;
     None if the token holds no live lease (or, for COMPLETE, the number of values is wrong)."""
     stored = [to_stored(v) for v in values or ()]
-    return _FINISH.one_or_none(
+    row = _FINISH.one_or_none(
         conn,
         {
             "trial_id": trial_id,
@@ -203,6 +213,7 @@ def finish(
             **attr_arrays(user_attrs, "ua"),
         },
     )
+    return None if row is None else TrialRow.of(row)
 
 
 _RELEASE = text(
@@ -236,18 +247,6 @@ def release(conn: Connection, trial_id: int, token: str) -> int | None:
     """Give a leased trial back to the queue (no retry is used up); returns its study id."""
     row = conn.execute(_RELEASE, {"trial_id": trial_id, "token": token}).one_or_none()
     return None if row is None else int(row.study_id)
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    """Why a lease-checked statement changed nothing."""
-
-    trial_state: str
-    study_id: int
-    lease_token: str | None
-    lease_live: bool
-    finish_token: str | None
-    directions: int
 
 
 _LEASE_STATE = text(

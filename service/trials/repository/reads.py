@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from service.sampling.repository import TRIAL_AGGREGATES
+from service.trials.repository.rows import TrialRow
 
 _TRIAL_COLUMNS = f"""
     SELECT t.trial_id, t.study_id, t.number, t.state::text AS state,
@@ -23,7 +24,7 @@ _SORT_KEY = (
 )
 
 
-def get_trial(conn: Connection, trial_id: int) -> dict[str, Any] | None:
+def get_trial(conn: Connection, trial_id: int) -> TrialRow | None:
     row = (
         conn.execute(
             text(
@@ -38,7 +39,7 @@ def get_trial(conn: Connection, trial_id: int) -> dict[str, Any] | None:
         .mappings()
         .one_or_none()
     )
-    return None if row is None else dict(row)
+    return None if row is None else TrialRow.of(row)
 
 
 # The sorts a client may ask for: (by the first value?, descending?). A whitelist: what reaches
@@ -59,7 +60,7 @@ def list_trials(
     sort: str,
     after: Any,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[TrialRow]:
     """One page of a study's trials. ``sort``: number, -number, value, -value (ValueError
     otherwise).
 
@@ -97,7 +98,7 @@ def list_trials(
          LIMIT :limit
         """
     )
-    return [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    return [TrialRow.of(r) for r in conn.execute(text(sql), params).mappings()]
 
 
 def best_trial_id(conn: Connection, study_id: int, maximize: bool) -> int | None:
@@ -136,7 +137,7 @@ def complete_values(conn: Connection, study_id: int) -> list[tuple[int, list[flo
     return [(int(r.trial_id), list(r.vals)) for r in rows]
 
 
-def get_trials(conn: Connection, trial_ids: Sequence[int]) -> list[dict[str, Any]]:
+def get_trials(conn: Connection, trial_ids: Sequence[int]) -> list[TrialRow]:
     rows = conn.execute(
         text(
             _TRIAL_COLUMNS
@@ -148,7 +149,7 @@ def get_trials(conn: Connection, trial_ids: Sequence[int]) -> list[dict[str, Any
         ),
         {"ids": list(trial_ids)},
     ).mappings()
-    return [dict(r) for r in rows]
+    return [TrialRow.of(r) for r in rows]
 
 
 def study_of_trial(conn: Connection, trial_id: int) -> int | None:

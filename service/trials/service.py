@@ -1,0 +1,401 @@
+"""The trial service: every use case of a trial's life under a lease.
+
+Hand-outs (:meth:`TrialService.ask`, :meth:`~TrialService.claim`, :meth:`~TrialService.enqueue`),
+and the calls under a lease (:meth:`~TrialService.heartbeat`, :meth:`~TrialService.report`,
+:meth:`~TrialService.set_attrs`, :meth:`~TrialService.complete`, :meth:`~TrialService.release`).
+
+Contracts:
+
+* Every use case is one transaction (``service.db.unit_of_work``), committed before it returns,
+  and run again from the start when PostgreSQL aborts it as a deadlock or serialisation failure.
+* Decisions on a study (a hand-out, a pruning decision) are taken under the study's view lock in
+  this process and its advisory ask lock across processes, on a view refreshed in the same
+  transaction: no two hand-outs of one study ever see the same state.
+* Ask, claim and complete-with-next are idempotent per ``Idempotency-Key`` (complete-with-next
+  per finishing token): a repeated request gets the first answer, never a second trial. A
+  repeated complete with the same token returns the same finished trial.
+* A token that holds no live lease changes nothing (``service.trials.leases``).
+* A study whose first ``fail_fast_trials`` finished trials all failed for one reason is paused
+  by the failing complete, in its transaction, with the reason in ``state_reason``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import Connection
+
+from service import idempotency
+from service.db.unit_of_work import UnitOfWork
+from service.errors import InvalidInput, NotFound, StateConflict
+from service.idempotency import IdempotencyKey, KeyRace
+from service.notify import WorkSignal
+from service.observability.metrics import count_claim
+from service.sampling import repository as view_repo
+from service.sampling.registry import StudyViews
+from service.spec import check_params
+from service.studies import repository as study_repo
+from service.trials import repository as repo
+from service.trials.handout import HandOut, Handouts, NoTrial, next_key
+from service.trials.index import TrialStudyIndex
+from service.trials.leases import Finish, check_replay, raise_for_lease
+from service.trials.read_model import to_trial_out
+from service.trials.repository import TrialRow
+from service.trials.schemas import LeasedTrialOut, TrialOut
+
+_CLAIM_CANDIDATES = 8
+_SAVEPOINT = "hpo_next_trial"
+
+
+@dataclass(frozen=True)
+class ClaimTiming:
+    """How long a claim may wait (long poll), and how often it looks again without a wake-up
+    (a notification may be lost while the listener reconnects)."""
+
+    max_wait_s: float
+    repoll_s: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker claims: any running study of its team, or only these studies or tasks."""
+
+    worker_id: str
+    study_ids: Sequence[int] | None = None
+    tasks: Sequence[str] | None = None
+    wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to a report: prune the trial, or stop it (the study was stopped)."""
+
+    should_prune: bool
+    should_stop: bool
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """The answer to a heartbeat: the lease's new expiry; stop if the study was stopped."""
+
+    expires_at: dt.datetime
+    should_stop: bool
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished trial, and the study's next trial when the complete asked for one."""
+
+    trial: TrialOut
+    following: HandOut | None = None
+
+
+class TrialService:
+    """The one service for trials under leases (see the module docstring). Thread-safe; the
+    long poll of :meth:`claim` runs on the event loop, everything else in worker threads."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        views: StudyViews,
+        index: TrialStudyIndex,
+        signal: WorkSignal,
+        timing: ClaimTiming,
+        *,
+        fail_fast_trials: int = 0,
+    ) -> None:
+        self._uow = uow
+        self._fail_fast_trials = fail_fast_trials
+        self._views = views
+        self._index = index
+        self._signal = signal
+        self._timing = timing
+        self._handouts = Handouts()
+
+    # ---- hand-outs ----
+
+    def ask(self, study_id: int, worker_id: str, idem: IdempotencyKey | None = None) -> HandOut:
+        """Lease the study's next trial to ``worker_id``, or say why there is none now."""
+        return self._idempotent(idem, idem, lambda: self._ask(study_id, worker_id, idem))
+
+    async def claim(
+        self,
+        claim: Claim,
+        idem: IdempotencyKey | None,
+        *,
+        team_id: int | None,
+        gone: Callable[[], Awaitable[bool]],
+    ) -> HandOut:
+        """Lease one trial from any eligible study of the team (of any team for None), least
+        recently served first; with ``wait_seconds``, wait (long poll) until one is available.
+
+        A trial finishing, a study created or resumed anywhere wakes the wait at once. ``gone``
+        tells whether the caller hung up (the wait then ends with no trial). Only the first
+        attempt can find an answer stored under ``idem``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(claim.wait_seconds, self._timing.max_wait_s)
+        first = True
+        while True:
+            woken = self._signal.waiter()  # subscribe before trying, so no notification is missed
+            try:
+                attempt = functools.partial(self._claim_attempt, claim, idem, first, team_id)
+                result = await anyio.to_thread.run_sync(attempt)
+                first = False
+                remaining = deadline - loop.time()
+                if result.trial is not None or remaining <= 0 or await gone():
+                    return result
+                await self._signal.wait(woken, min(remaining, self._timing.repoll_s))
+            finally:
+                self._signal.forget(woken)
+
+    def enqueue(
+        self, study_id: int, params: Mapping[str, Any], user_attrs: Mapping[str, Any]
+    ) -> TrialOut:
+        """Queue a configuration (some or all parameters fixed) ahead of new samples; refused
+        when the study's trial budget is already spoken for."""
+
+        def work() -> TrialOut:
+            with self._views.locked(study_id) as view, self._uow.begin() as conn:
+                fixed = check_params(view.definition.search_space, params, partial=True)
+                view_repo.lock_study_for_ask(conn, study_id)
+                _check_budget(conn, study_id)
+                trial_id = repo.enqueue_trial(conn, study_id, fixed, user_attrs)
+                row = repo.get_trial(conn, trial_id)
+            assert row is not None
+            self._index.remember(trial_id, study_id)
+            return to_trial_out(row, intermediate=False)
+
+        return self._uow.run(work)
+
+    # ---- calls under a lease ----
+
+    def heartbeat(self, trial_id: int, token: str) -> Renewal:
+        """Extend the lease by the study's ``lease_seconds``."""
+
+        def work(conn: Connection) -> Renewal:
+            renewed = repo.heartbeat(conn, trial_id, token)
+            if renewed is None:
+                raise_for_lease(conn, trial_id, token)
+            assert renewed is not None
+            return Renewal(renewed.expires_at, renewed.study_state == "stopped")
+
+        return self._uow.transaction(work)
+
+    def report(self, trial_id: int, token: str, step: int, value: float) -> Decision:
+        """Store an intermediate value and ask the study's pruner.
+
+        Reporting a step again keeps the first value and answers the same question again.
+        """
+        study_id = self._index.study_of(trial_id)
+
+        def work() -> Decision:
+            with self._views.locked(study_id) as view:
+                if len(view.definition.directions) > 1:
+                    raise InvalidInput(
+                        "intermediate values cannot be reported for a multi-objective study "
+                        "(Optuna prunes single-objective studies only)"
+                    )
+                with self._uow.begin() as conn:
+                    reported = repo.report(conn, trial_id, token, step, value, view.cursor)
+                    if reported is None:
+                        raise_for_lease(conn, trial_id, token)
+                    assert reported is not None
+                    view.dirty = True
+                    view.apply_changes(reported.changed, reported.horizon)
+                    if reported.inserted:
+                        view.add_intermediate_value(trial_id, step, value)
+                    prune, journal = view.should_prune(trial_id)
+                    repo.flush_journal(conn, study_id, journal)
+            return Decision(prune, reported.study_state == "stopped")
+
+        return self._uow.run(work)
+
+    def set_attrs(self, trial_id: int, token: str, attrs: Mapping[str, Any]) -> None:
+        """Set user attributes of a running trial (the lease is extended too)."""
+
+        def work(conn: Connection) -> None:
+            if repo.heartbeat(conn, trial_id, token) is None:
+                raise_for_lease(conn, trial_id, token)
+            repo.upsert_trial_attrs(conn, trial_id, attrs)
+            repo.touch_trial(conn, trial_id)
+
+        self._uow.transaction(work)
+
+    def complete(
+        self, trial_id: int, token: str, finish: Finish, next_for: str | None = None
+    ) -> Completed:
+        """Finish the trial. With ``next_for`` (a worker id), also lease the study's next trial
+        to that worker in the same transaction (one commit for both).
+
+        Repeating the call with the same token returns the same finished trial (and the same
+        next trial). If the hand-out of the next trial fails, the finish still commits and the
+        error is raised after it: the client's retry then gets the finished trial again.
+        """
+        if next_for is None:
+            return Completed(self._uow.run(lambda: self._finish(trial_id, token, finish)[0]))
+        study_id = self._index.study_of(trial_id)
+        both = self._uow.run(
+            lambda: self._finish_and_hand_out(study_id, trial_id, token, finish, next_for)
+        )
+        if both is not None:
+            return both
+        # Nothing finished: a repetition (or a lost lease, raised here).
+        finished, replayed = self._uow.run(lambda: self._finish(trial_id, token, finish))
+        idem = next_key(study_id, token, next_for)
+        lookup = idem if replayed else None
+        following = self._idempotent(lookup, idem, lambda: self._ask(study_id, next_for, idem))
+        return Completed(finished, following)
+
+    def release(self, trial_id: int, token: str) -> None:
+        """Hand the lease back: the trial waits in the queue again, no retry used up."""
+
+        def work(conn: Connection) -> None:
+            if repo.release(conn, trial_id, token) is None:
+                raise_for_lease(conn, trial_id, token)
+
+        self._uow.transaction(work)
+
+    # ---- internals ----
+
+    def _ask(self, study_id: int, worker_id: str, idem: IdempotencyKey | None) -> HandOut:
+        """One hand-out of the study in its own transaction (retried on an abort)."""
+
+        def work() -> HandOut:
+            try:
+                return HandOut(self._hand_out(study_id, worker_id, idem))
+            except NoTrial as none:
+                return HandOut(None, none.reason)
+
+        return self._uow.run(work)
+
+    def _hand_out(
+        self, study_id: int, worker_id: str, idem: IdempotencyKey | None, *, touch: bool = True
+    ) -> LeasedTrialOut:
+        with self._views.locked(study_id) as view, self._uow.begin() as conn:
+            out = self._handouts.hand_out(conn, view, worker_id, idem, touch=touch)
+        self._index.remember(out.id, study_id)
+        return out
+
+    def _claim_attempt(
+        self, claim: Claim, idem: IdempotencyKey | None, first: bool, team_id: int | None
+    ) -> HandOut:
+        result = self._idempotent(
+            idem if first else None, idem, lambda: self._claim_once(claim, idem, team_id)
+        )
+        count_claim(result.trial is not None)
+        return result
+
+    def _claim_once(
+        self, claim: Claim, idem: IdempotencyKey | None, team_id: int | None
+    ) -> HandOut:
+        def candidates(conn: Connection) -> list[int]:
+            found = repo.claim_candidates(
+                conn, claim.study_ids, claim.tasks, _CLAIM_CANDIDATES, team_id=team_id
+            )
+            self._handouts.touch_worker(conn, claim.worker_id, claim.tasks, team_id=team_id)
+            return found
+
+        for study_id in self._uow.transaction(candidates):
+            try:
+                # The worker was recorded (for its team) with the candidate query.
+                hand_out = functools.partial(
+                    self._hand_out, study_id, claim.worker_id, idem, touch=False
+                )
+                leased = self._uow.run(hand_out)
+                return HandOut(leased)
+            except (NotFound, NoTrial):  # deleted, or taken by others since the candidate query
+                continue
+        return HandOut(None)
+
+    def _finish(self, trial_id: int, token: str, finish: Finish) -> tuple[TrialOut, bool]:
+        """Finish the trial, or recognise a repetition; (the finished trial, repeated?)."""
+        with self._uow.begin() as conn:
+            row = finish.run(conn, trial_id, token)
+            replayed = row is None
+            if row is not None:
+                self._pause_if_failing(conn, row)
+            else:
+                check_replay(conn, trial_id, token, finish)
+                row = repo.get_trial(conn, trial_id)
+        assert row is not None
+        return to_trial_out(row, intermediate=True), replayed
+
+    def _finish_and_hand_out(
+        self, study_id: int, trial_id: int, token: str, finish: Finish, worker_id: str
+    ) -> Completed | None:
+        """Finish the trial and lease the next one in one transaction; None, with nothing done,
+        when the finish changed nothing. The hand-out runs under a savepoint set in the ask
+        lock's round trip: if it fails, the finish still commits, and the error is raised."""
+        idem = next_key(study_id, token, worker_id)
+        failure: Exception | None = None
+        with self._views.locked(study_id) as view:
+            with self._uow.begin() as conn:
+                row = finish.run(conn, trial_id, token)
+                if row is None:
+                    return None
+                self._pause_if_failing(conn, row)
+                try:
+                    following = HandOut(
+                        self._handouts.hand_out(conn, view, worker_id, idem, savepoint=_SAVEPOINT)
+                    )
+                except NoTrial as none:
+                    following = HandOut(None, none.reason)
+                except Exception as exc:  # the sampler or a statement of the hand-out failed
+                    conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                    failure = exc
+            if failure is not None:
+                view.dirty = True  # the view may hold part of the failed hand-out: rebuild it
+                raise failure
+        if following.trial is not None:
+            self._index.remember(following.trial.id, study_id)
+        return Completed(to_trial_out(row, intermediate=True), following)
+
+    def _pause_if_failing(self, conn: Connection, finished: TrialRow) -> None:
+        """A failed trial may be the ``fail_fast_trials``-th failure of a study in which nothing
+        else finished, all for one reason: then the study is paused with that reason (its
+        budget would only be burnt on the same failure)."""
+        if finished.state == "FAIL" and self._fail_fast_trials > 0:
+            study_repo.pause_if_all_failed(conn, finished.study_id, self._fail_fast_trials)
+
+    def _idempotent(
+        self,
+        lookup: IdempotencyKey | None,
+        idem: IdempotencyKey | None,
+        run: Callable[[], HandOut],
+    ) -> HandOut:
+        """Replay the answer stored under ``lookup`` if any, else ``run`` (which records its
+        answer under ``idem``); a concurrent duplicate gets the answer that won."""
+        if lookup is not None:
+            stored = self._stored(lookup)
+            if stored is not None:
+                return HandOut(stored)
+        try:
+            return run()
+        except KeyRace:
+            assert idem is not None
+            return HandOut(self._stored(idem))
+
+    def _stored(self, idem: IdempotencyKey) -> LeasedTrialOut | None:
+        with self._uow.read() as conn:
+            stored = idempotency.find(conn, idem)
+        return None if stored is None else LeasedTrialOut.model_validate(stored.body)
+
+
+def _check_budget(conn: Connection, study_id: int) -> None:
+    """Refuse a new queued trial when started plus waiting trials already fill ``max_trials``."""
+    state = view_repo.read_study_state(conn, study_id)
+    if state.max_trials is None:
+        return
+    pending = repo.count_unstarted_queued(conn, study_id)
+    if state.n_started + pending >= state.max_trials:
+        raise StateConflict(
+            f"the study's budget of {state.max_trials} trials is already spoken for "
+            f"({state.n_started} started, {pending} waiting); raise max_trials first"
+        )
