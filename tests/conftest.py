@@ -7,11 +7,11 @@ Its schema is built by ``hpo db upgrade``'s code path (Optuna's schema, then our
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import fastapi.routing
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -22,7 +22,19 @@ from service.auth.service import issue_token
 from service.db import migrate
 from service.db.engine import create_db_engine
 from service.settings import ServerSettings
-from tests.support import ScratchDatabase
+from tests.support import ScratchDatabase, postgres_pids
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_postgres_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What starts an embedded PostgreSQL stops it: one still running on a data directory of
+    the session's temporary folder after the last test fails the session (and is stopped)."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    left = postgres_pids(base)
+    for pid in left:
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+    assert not left, f"embedded PostgreSQL left running under {base}: pids {left}"
 
 
 @pytest.fixture(scope="session")
@@ -64,19 +76,3 @@ def client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
     admin token of the session's team."""
     with TestClient(create_app(server_settings(db, tmp_path)), headers=db.auth_headers) as c:
         yield c
-
-
-@pytest.fixture
-def fastapi_solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """``METHOD path`` of each request FastAPI's own request handler served: its dependency
-    solver ran for the endpoint. Requests served by ``service.api.lean`` do not appear."""
-    served: list[str] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def spy(**kwargs: Any) -> Any:
-        if kwargs.get("dependency_cache") is None:  # the endpoint's, not a dependency's
-            served.append(f"{kwargs['request'].method} {kwargs['request'].url.path}")
-        return await solve(**kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
-    return served

@@ -15,7 +15,7 @@ import httpx
 import psycopg2
 from psycopg2 import sql
 
-from service.db.embedded import start_embedded
+from service.db.embedded import leave_embedded, start_embedded
 from service.db.url import normalize_url, render_url
 
 LOCAL_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,13 +49,15 @@ class ScratchDatabase:
 
     def __init__(self, tmp_dir: Path) -> None:
         self.name = f"hpo_test_{uuid.uuid4().hex[:10]}"
+        self._embedded: Path | None = None
         explicit = os.environ.get("HPO_TEST_DATABASE_URL")
         if explicit:
             self.admin_dsn = explicit
         elif local_postgres_reachable():
             self.admin_dsn = LOCAL_ADMIN_DSN
         else:
-            embedded = start_embedded(tmp_dir / "embedded", database="postgres")
+            self._embedded = tmp_dir / "embedded"
+            embedded = start_embedded(self._embedded, database="postgres")
             self.admin_dsn = render_url(embedded.set(drivername="postgresql"))
         self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
         self.url = normalize_url(self.admin_dsn).set(database=self.name)
@@ -81,9 +83,12 @@ class ScratchDatabase:
             conn.close()
 
     def drop(self) -> None:
+        """Drop the database (and stop the embedded PostgreSQL this started, if any)."""
         self._admin(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
         )
+        if self._embedded is not None:
+            leave_embedded(self._embedded)
 
     def truncate(self) -> None:
         """Empty every table but keep sequences going, so ids are never reused across tests
@@ -99,6 +104,44 @@ class ScratchDatabase:
                 )
         finally:
             conn.close()
+
+
+def postgres_pids(under: Path) -> list[int]:
+    """PostgreSQL servers running on a data directory under ``under`` (Linux: from /proc)."""
+    found = []
+    root = str(under.resolve())
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if args and Path(args[0]).name == "postgres" and "-D" in args[:-1]:
+            data = args[args.index("-D") + 1]
+            if data == root or data.startswith(root + "/"):
+                found.append(int(proc.name))
+    return found
+
+
+def hpo(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``hpo ARGS`` in a subprocess (``python -m service``), its output as text; ``env`` is
+    added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def free_port() -> int:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,21 +13,9 @@ import pytest
 import yaml
 
 from tests.api.helpers import study_body
-from tests.support import ScratchDatabase, ServerProcess
+from tests.support import ScratchDatabase, ServerProcess, hpo
 
 pytestmark = pytest.mark.slow
-
-
-def hpo(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -47,6 +34,18 @@ def test_help_for_every_command() -> None:
         ["study", "create"],
         ["study", "list"],
         ["study", "show"],
+        ["study", "trials"],
+        ["study", "best"],
+        ["study", "export"],
+        ["study", "enqueue"],
+        ["study", "pause"],
+        ["study", "resume"],
+        ["study", "stop"],
+        ["study", "delete"],
+        ["worker"],
+        ["worker", "list"],
+        ["demo"],
+        ["db", "status"],
         ["token"],
         ["token", "create"],
         ["token", "list"],
@@ -92,7 +91,9 @@ def test_study_create_list_show(server: ServerProcess, tmp_path: Path) -> None:
     listed = hpo("study", "list", env=env)
     assert "from-yaml" in listed.stdout and "running" in listed.stdout
     shown = hpo("study", "show", "from-yaml", env=env)
-    assert shown.returncode == 0 and '"name": "from-yaml"' in shown.stdout
+    assert shown.returncode == 0 and shown.stdout.startswith("from-yaml  (id ")
+    as_json = hpo("study", "show", "from-yaml", "--json", env=env)
+    assert json.loads(as_json.stdout)["study"]["name"] == "from-yaml"
     bad = tmp_path / "bad.json"
     bad.write_text('{"name": "x", "search_space": {"a": {"type": "float", "low": 2, "high": 1}}}')
     refused = hpo("study", "create", str(bad), env=env)
@@ -133,3 +134,43 @@ def test_token_create_list_revoke(server: ServerProcess, db: ScratchDatabase) ->
     bad_team = hpo("token", "create", "--team", "no spaces", "--role", "read", env=env)
     assert bad_team.returncode == 1 and "team name" in bad_team.stderr
     assert hpo("token", "revoke", "999999", env=env).returncode == 1
+
+
+def readme_study(language: str) -> str:
+    """README's study block in ``language`` (json or yaml), as written."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (block,) = re.findall(rf"^```{language}\n(.*?)^```$", readme, re.S | re.M)
+    return str(block)
+
+
+def test_readme_studies_are_created_as_written(server: ServerProcess, tmp_path: Path) -> None:
+    """README's JSON study and its YAML study (numbers like 1e-5 in both) go through
+    `hpo study create` as written, and make the same study."""
+    env = {"HPO_API_URL": server.url, "HPO_API_TOKEN": server.token}
+    made = []
+    for language in ("json", "yaml"):
+        path = tmp_path / f"study.{language}"
+        path.write_text(readme_study(language))
+        created = hpo("study", "create", str(path), env=env)
+        assert created.returncode == 0, created.stderr
+        shown = hpo("study", "show", "digits-mlp", "--json", env=env)
+        study = json.loads(shown.stdout)["study"]
+        assert study["search_space"]["lr"]["low"] == 1e-5
+        made.append({k: v for k, v in study.items() if k not in ("id", "created_at", "updated_at")})
+        deleted = hpo("study", "delete", "digits-mlp", "--yes", env=env)
+        assert deleted.returncode == 0, deleted.stderr
+    assert made[0] == made[1]
+
+
+def test_study_files_are_read_by_their_kind(server: ServerProcess, tmp_path: Path) -> None:
+    env = {"HPO_API_URL": server.url, "HPO_API_TOKEN": server.token}
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": "x",}')
+    refused = hpo("study", "create", str(broken), env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: ") and "not valid JSON" in refused.stderr
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    refused = hpo("study", "create", str(listed), env=env)
+    assert refused.returncode == 1 and "not a study" in refused.stderr
+    assert len(refused.stderr.splitlines()) <= 2

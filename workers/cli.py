@@ -9,8 +9,10 @@ from typing import Any
 from workers.settings import WorkerSettings
 
 
-def add_commands(commands: Any) -> None:
-    worker = commands.add_parser(
+def add_commands(commands: Any) -> argparse.ArgumentParser:
+    """``hpo worker`` and ``hpo demo``; returns the ``worker`` parser (``hpo worker list`` is
+    added to it by ``service.cli``)."""
+    worker: argparse.ArgumentParser = commands.add_parser(
         "worker",
         help="run a worker: claim trials, train them, report back",
         description="Claims trials of the tasks it has from the service, trains them on the "
@@ -33,6 +35,11 @@ def add_commands(commands: Any) -> None:
         help="keep the API running after the study ends (Ctrl-C stops it)",
     )
     demo.set_defaults(handler=demo_command)
+    for parser in (worker, demo):
+        parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks of errors"
+        )
+    return worker
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:

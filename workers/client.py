@@ -57,7 +57,15 @@ class LeaseLostError(ConflictError):
 
 
 class Unavailable(Exception):
-    """The API did not answer (connection refused, timeouts, 5xx) within the retry budget."""
+    """The API did not answer (connection refused, timeouts, 5xx) within the retry budget.
+
+    ``answer_lost``: the last try may have reached the server and been handled, its answer
+    lost on the way back (the connection broke after the request was sent); a caller that
+    retries itself should do so soon, with the same Idempotency-Key."""
+
+    def __init__(self, message: str, *, answer_lost: bool = False) -> None:
+        super().__init__(message)
+        self.answer_lost = answer_lost
 
 
 @dataclass(frozen=True)
@@ -163,13 +171,17 @@ class HPOClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         idempotent: bool = False,
+        idempotency_key: str | None = None,
         timeout_s: float | None = None,
         retry_for_s: float | None = None,
     ) -> httpx.Response:
-        """One API call with retries; returns 2xx responses, raises ApiError for 4xx."""
+        """One API call with retries; returns 2xx responses, raises ApiError for 4xx.
+
+        ``idempotent``: the call carries an ``Idempotency-Key`` (``idempotency_key``, or a new
+        one), the same on every retry; a caller that retries the call itself passes its own."""
         headers = dict(headers or {})
         if idempotent:
-            headers["Idempotency-Key"] = uuid.uuid4().hex
+            headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
         budget = self.retry_for_s if retry_for_s is None else retry_for_s
         deadline = time.monotonic() + budget
         delay = 0.2
@@ -189,14 +201,18 @@ class HPOClient:
                 if response.status_code < 500:
                     break
                 failure: str = f"{response.status_code} from {method} {path}"
+                lost = False
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__}: {exc}"
+                lost = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if self._fail_over(index) and untried > 0:
                     untried -= 1
                     continue
             untried = len(self._https) - 1
             if time.monotonic() + delay > deadline:
-                raise Unavailable(f"the API did not answer {method} {path}: {failure}")
+                raise Unavailable(
+                    f"the API did not answer {method} {path}: {failure}", answer_lost=lost
+                )
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 5.0)
         if response.status_code >= 400:
@@ -248,7 +264,11 @@ class HPOClient:
         study_ids: Sequence[int] | None = None,
         tasks: Sequence[str] | None = None,
         wait_seconds: float = 0.0,
+        retry_for_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Lease | NoTrial:
+        """``idempotency_key``: the key of an earlier claim that got no answer, so that a
+        trial handed out to it is not handed out again (see :meth:`request`)."""
         body = {
             "worker_id": worker_id,
             "study_ids": list(study_ids) if study_ids is not None else None,
@@ -256,7 +276,13 @@ class HPOClient:
             "wait_seconds": wait_seconds,
         }
         response = self.request(
-            "POST", "/trials/claim", json=body, idempotent=True, timeout_s=wait_seconds + 30.0
+            "POST",
+            "/trials/claim",
+            json=body,
+            idempotent=True,
+            idempotency_key=idempotency_key,
+            timeout_s=wait_seconds + 30.0,
+            retry_for_s=retry_for_s,
         )
         return _lease_or_none(response)
 
@@ -362,6 +388,26 @@ class HPOClient:
 
     def best(self, study_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/studies/{study_id}/best").json())
+
+    def export(self, study_id: int, fmt: str = "csv") -> Iterator[bytes]:
+        """Every trial as ``csv`` or ``jsonl``, streamed in chunks (not retried: a stream
+        cannot resume where it broke)."""
+        http = self._https[self._current]
+        try:
+            with http.stream("GET", f"/studies/{study_id}/trials.{fmt}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise Unavailable(f"the API did not answer the export: {exc}") from exc
+
+    # ---- workers ----
+
+    def workers(self, seen_within_s: int | None = None) -> Iterator[dict[str, Any]]:
+        """Workers seen within ``seen_within_s`` seconds (the API's default: an hour) or
+        holding a lease, with the trials they hold."""
+        yield from self._pages("/workers", {"seen_within_s": seen_within_s})
 
     def _pages(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         query = {k: v for k, v in params.items() if v is not None}

@@ -3,6 +3,9 @@
 Starts the embedded PostgreSQL, the API server and CPU workers, submits a study that tunes the
 learning rate, depth and batch size of an MLP on scikit-learn's digits with median pruning,
 shows live progress, prints the best trial and how to look at the results, then stops.
+
+Ctrl-C once: the study is paused, the workers stop gracefully, the demo says how to go on;
+twice: every process is killed at once.
 """
 
 from __future__ import annotations
@@ -14,18 +17,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from workers.client import HPOClient
+from workers.client import ApiError, HPOClient, Unavailable
+from workers.demo_report import Where, report, report_interrupted
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -52,77 +53,157 @@ def demo_study(trials: int, epochs: int, parallel: int) -> dict[str, Any]:
 
 
 def run_demo(trials: int, epochs: int, n_workers: int, port: int, keep_serving: bool) -> int:
+    """The whole demo. Ctrl-C (or SIGTERM) once: the study is paused, the workers finish their
+    epoch, checkpoint and hand their trials back, the API stops; exit status 130. Twice: every
+    process is killed at once."""
     console = Console()
-    from service.db import migrate
-    from service.db.engine import resolve_url
-    from service.db.url import render_url
-    from service.settings import ServerSettings
-
-    settings = ServerSettings()
-    where = "HPO_DATABASE_URL" if settings.database_url else f"embedded, in {settings.data_dir}"
-    console.print(f"[bold]1/4[/] PostgreSQL ({where}): bringing the schema up to date")
-    url = resolve_url(settings)
-    migrate.upgrade(url)
-    # The server wants a team's token on every call: the demo makes its own (team "local"),
-    # an admin one for itself and the person running it, a worker one for its workers.
-    admin_token, worker_token = _local_tokens(url)
-    port = port or _free_port()
-    if not _port_free(port):
-        console.print(f"port {port} is taken; using a free one")
-        port = _free_port()
-    api = f"http://127.0.0.1:{port}"
-    logs = settings.data_dir / "demo-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "HPO_DATABASE_URL": render_url(url),
-        "HPO_API_URL": api,
-        "HPO_API_TOKEN": worker_token,
-    }
-    threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
-    with ExitStack() as stack:
-        console.print(f"[bold]2/4[/] API server on {api}")
-        stack.enter_context(
-            _process(
-                [sys.executable, "-m", "service", "serve", "--port", str(port)],
-                env,
-                logs / "api.log",
-            )
+    demo = _Demo(console)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        try:
+            demo.run(trials, epochs, n_workers, port, keep_serving)
+            demo.stop()
+            return 0
+        except KeyboardInterrupt:
+            demo.interrupted()
+            return 130
+    except KeyboardInterrupt:  # again, while stopping
+        demo.kill()
+        console.print(
+            "\n[red]Second Ctrl-C: stopped at once.[/] Trials that were running go back to the "
+            "queue when their leases expire (60 s)."
         )
-        _wait_ready(api, console)
-        client = stack.enter_context(HPOClient(api, token=admin_token))
-        study = client.create_study(demo_study(trials, epochs, n_workers))
+        return 130
+    finally:
+        demo.kill()  # whatever is still running after an error
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+class _Demo:
+    """The demo's processes (one API, the workers), in their own sessions: a Ctrl-C reaches
+    only the demo, which stops them in order."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.client: HPOClient | None = None
+        self.study: dict[str, Any] | None = None
+        self.where: Where | None = None
+
+    def run(self, trials: int, epochs: int, n_workers: int, port: int, keep: bool) -> None:
+        from service.db import migrate
+        from service.db.engine import resolve_url
+        from service.db.url import render_url
+        from service.settings import ServerSettings
+
+        console = self.console
+        settings = ServerSettings()
+        where = "HPO_DATABASE_URL" if settings.database_url else f"embedded, in {settings.data_dir}"
+        console.print(f"[bold]1/4[/] PostgreSQL ({where}): bringing the schema up to date")
+        url = resolve_url(settings)
+        migrate.upgrade(url)
+        # The server wants a team's token on every call: the demo makes its own (team "local"),
+        # an admin one for itself and the person running it, a worker one for its workers.
+        admin_token, worker_token = _local_tokens(url)
+        port = port or _free_port()
+        if not _port_free(port):
+            console.print(f"port {port} is taken; using a free one")
+            port = _free_port()
+        api = f"http://127.0.0.1:{port}"
+        self.where = Where(api, render_url(url), settings.data_dir, admin_token, worker_token)
+        logs = settings.data_dir / "demo-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "HPO_DATABASE_URL": render_url(url),
+            "HPO_API_URL": api,
+            "HPO_API_TOKEN": worker_token,
+        }
+        console.print(f"[bold]2/4[/] API server on {api}")
+        serve = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+        self.api = _start(serve, env, logs / "api.log")
+        _wait_ready(api, self.api)
+        self.client = HPOClient(api, token=admin_token, retry_for_s=10.0)
+        self.study = self.client.create_study(demo_study(trials, epochs, n_workers))
+        threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
         console.print(
             f"[bold]3/4[/] {n_workers} CPU workers ({threads} torch thread each); logs in {logs}"
         )
+        worker_env = {**env, "HPO_TORCH_THREADS": str(threads)}
         for i in range(n_workers):
-            cmd = [
-                sys.executable,
-                "-m",
-                "workers",
-                "--device",
-                "cpu",
-                "--slots",
-                "1",
-                "--name",
-                f"demo-{i}",
-                "--poll-wait",
-                "2",
-            ]
-            stack.enter_context(
-                _process(cmd, {**env, "HPO_TORCH_THREADS": str(threads)}, logs / f"worker-{i}.log")
-            )
+            cmd = [sys.executable, "-m", "workers", "--device", "cpu", "--slots", "1"]
+            cmd += ["--name", f"demo-{i}", "--poll-wait", "2"]
+            self.workers.append(_start(cmd, worker_env, logs / f"worker-{i}.log"))
         console.print(
-            f"[bold]4/4[/] study [cyan]{study['name']}[/] (id {study['id']}): "
-            f"{trials} trials of {epochs} epochs, TPE + median pruning"
+            f"[bold]4/4[/] study [cyan]{self.study['name']}[/] (id {self.study['id']}): "
+            f"{trials} trials of {epochs} epochs, TPE + median pruning "
+            "[dim](Ctrl-C pauses it and stops)[/]"
         )
-        finished = _watch(client, study["id"], trials, console)
-        found_at = _Where(api, render_url(url), settings.data_dir, admin_token)
-        _report(client, study, finished, found_at, console)
-        if keep_serving:
+        finished = _watch(self.client, self.study["id"], trials, console)
+        report(self.client, self.study, finished, self.where, console)
+        if keep:
             console.print(f"\nThe API keeps serving on {api} (Ctrl-C to stop).")
             _wait_for_ctrl_c()
-    return 0
+
+    def stop(self) -> None:
+        self._stop_workers()
+        self._stop_api()
+
+    def _stop_workers(self) -> None:
+        """One SIGTERM each: a worker finishes its epoch, checkpoints, hands its trial back."""
+        for proc in self.workers:
+            _signal(proc, signal.SIGTERM)
+        for proc in self.workers:
+            _wait(proc, 60)
+
+    def _stop_api(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.api is not None:
+            _signal(self.api, signal.SIGTERM)
+            _wait(self.api, 30)
+
+    def interrupted(self) -> None:
+        """The first Ctrl-C: pause the study, stop the workers gracefully, then the API, and
+        say in which state the study is left."""
+        self.console.print(
+            "\n[yellow]Ctrl-C:[/] pausing the study; the workers finish their epoch, "
+            "checkpoint and hand their trials back (Ctrl-C again to stop at once)"
+        )
+        self._pause()
+        self._stop_workers()
+        study = self._study_now()
+        self._stop_api()
+        if self.where is not None:
+            report_interrupted(study, self.where, self.console)
+
+    def _pause(self) -> None:
+        if self.client is None or self.study is None:
+            return
+        try:
+            if self.client.get_study(self.study["id"])["state"] == "running":
+                self.client.update_study(self.study["id"], state="paused")
+        except (ApiError, Unavailable) as exc:
+            self.console.print(f"[red]could not pause the study:[/] {exc}")
+
+    def _study_now(self) -> dict[str, Any] | None:
+        if self.client is None or self.study is None:
+            return None
+        try:
+            return self.client.get_study(self.study["id"])
+        except (ApiError, Unavailable):
+            return self.study
+
+    def kill(self) -> None:
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _watch(client: HPOClient, study_id: int, trials: int, console: Console) -> dict[str, Any]:
@@ -156,14 +237,6 @@ def _watch(client: HPOClient, study_id: int, trials: int, console: Console) -> d
             time.sleep(0.5)
 
 
-@dataclass(frozen=True)
-class _Where:
-    api: str
-    db_url: str
-    data_dir: Path
-    token: str
-
-
 def _local_tokens(url: URL) -> tuple[str, str]:
     """An admin and a worker token of team ``local``, valid for a week."""
     from service.auth.service import issue_token
@@ -174,66 +247,32 @@ def _local_tokens(url: URL) -> tuple[str, str]:
     return admin, worker
 
 
-def _report(
-    client: HPOClient,
-    study: dict[str, Any],
-    finished: dict[str, Any],
-    where: _Where,
-    console: Console,
-) -> None:
-    best = client.best(study["id"])["best"]
-    counts = finished["trial_counts"]
-    console.print(
-        f"\nDone: {counts['complete']} complete, {counts['pruned']} pruned, "
-        f"{counts['failed']} failed."
-    )
-    if best is None:
-        console.print("[red]No trial completed.[/]")
-        return
-    table = Table(title=f"Best trial #{best['number']}")
-    table.add_column("")
-    table.add_column("value")
-    table.add_row("[bold]val_loss[/]", f"[bold]{best['value']:.4f}[/]")
-    for name, value in best["params"].items():
-        table.add_row(name, f"{value:.5g}" if isinstance(value, float) else str(value))
-    for key in ("epochs_run", "wall_time_s", "n_params", "device"):
-        if key in best["user_attrs"]:
-            table.add_row(f"[dim]{key}[/]", str(best["user_attrs"][key]))
-    console.print(table)
-    console.print(
-        "\n[bold]Look at the results[/] (the study stays in the database):\n"
-        "  [cyan]hpo serve[/]  then open http://127.0.0.1:8000/dashboard "
-        "(API docs at /docs); it asks for this token (team local, admin, valid 7 days):\n"
-        f"    {where.token}\n"
-        f"  [cyan]HPO_API_TOKEN={where.token} hpo study show {study['name']}[/]\n"
-        "  [cyan]hpo token create --team local --role admin[/] makes another one.\n"
-        "  Optuna reads the same database while [cyan]hpo serve[/] runs:\n"
-        f"    optuna-dashboard '{where.db_url}'\n"
-        f"    optuna.load_study(study_name='{study['optuna_study_name']}', storage=<that URL>)\n"
-        f"[dim]database files: {where.data_dir}; this run's API: {where.api}[/]",
-        soft_wrap=True,
-    )
-
-
-@contextmanager
-def _process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A child in its own session: the terminal's Ctrl-C reaches the demo, not the child."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signum)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
-def _wait_ready(api: str, console: Console, timeout_s: float = 60.0) -> None:
+def _wait_ready(api: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the API exited with status {proc.returncode}; see its log")
         try:
             if httpx.get(f"{api}/readyz", timeout=1.0).status_code == 200:
                 return

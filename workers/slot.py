@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from workers.client import (
     NoTrial,
     Unavailable,
 )
+from workers.connect import Backoff, refusal, unreachable
 from workers.context import HttpTrialContext, TrialAbandoned, send_reports
 from workers.heartbeat import Heartbeat
 from workers.settings import WorkerSettings
@@ -77,6 +79,8 @@ class Slot:
         )
         self.spool = Spool(Path(settings.spool_dir) / self.worker_id.replace(":", "_"))
         self.tasks = self._task_names()
+        self._backoff = Backoff()
+        self._claim_key: str | None = None  # of a claim that got no answer: retried with it
 
     def _task_names(self) -> list[str]:
         known = available_tasks()
@@ -103,17 +107,32 @@ class Slot:
             self.run_trial(lease)
 
     def _claim(self) -> Lease | None:
+        """One claim; an unreachable API is said at once and retried with a visible backoff
+        (the slot's own, so Ctrl-C ends the wait) under the same Idempotency-Key; a refused
+        token raises AccessRefused."""
+        self._claim_key = self._claim_key or uuid.uuid4().hex
         try:
             got = self.client.claim(
                 self.worker_id,
                 study_ids=self.settings.studies,
                 tasks=self.tasks,
                 wait_seconds=self.settings.poll_wait_s,
+                retry_for_s=0,
+                idempotency_key=self._claim_key,
             )
         except Unavailable as exc:
-            logger.warning("%s: cannot reach the API: %s", self.worker_id, exc)
-            self.shutdown.wait(2.0)
+            unreachable(self.worker_id, self.client.base_url, exc, self._backoff, self.shutdown)
             return None
+        except ApiError as exc:
+            self._claim_key = None
+            if exc.status in (401, 403):
+                token = self.settings.api_token
+                has_token = bool(token and token.get_secret_value())
+                raise refusal(exc, self.client.base_url, has_token) from exc
+            raise
+        self._claim_key = None
+        if self._backoff.reset():
+            logger.info("%s: the API at %s answers again", self.worker_id, self.client.base_url)
         return None if isinstance(got, NoTrial) else got
 
     def run_trial(self, lease: Lease) -> Outcome:

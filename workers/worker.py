@@ -4,6 +4,9 @@
 - Several slots: each runs in its own process (started with ``spawn``, never forked after CUDA
   is initialised), pinned to its device; children die with this process.
 
+Before any slot starts, the worker checks that the API answers and lets its token run trials
+(``workers.connect``); a refused token exits at once with status 3.
+
 Signals: the first SIGTERM or SIGINT asks every slot to finish its current epoch, checkpoint,
 hand its lease back and exit (exit code 0); a second one exits at once (128 + signal).
 """
@@ -19,25 +22,43 @@ import threading
 from types import FrameType
 from typing import Any
 
+from workers.connect import EXIT_ACCESS_REFUSED, AccessRefused, check_access
 from workers.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
 
 def run_worker(settings: WorkerSettings) -> int:
+    """Check the API and the token first (a refused token exits at once with
+    ``EXIT_ACCESS_REFUSED``), then run the slots."""
+    shutdown = threading.Event()
+    _install_two_stage(shutdown)
+    try:
+        if not check_access(settings, shutdown):
+            return 0  # stopped before the API answered
+    except AccessRefused as exc:
+        return _refused(exc)
     from workers.devices import plan_slots
 
     devices = plan_slots(settings.device, settings.slots)
+    if shutdown.is_set():  # a signal while torch loaded
+        return 0
     if len(devices) == 1:
-        return _run_in_process(settings, devices[0], len(devices))
+        return _run_in_process(settings, devices[0], shutdown)
     return _run_children(settings, devices)
 
 
-def _run_in_process(settings: WorkerSettings, device: str, n_slots: int, index: int = 0) -> int:
-    shutdown = threading.Event()
-    _install_two_stage(shutdown)
-    _run_slot(settings, index, device, n_slots, shutdown)
+def _run_in_process(settings: WorkerSettings, device: str, shutdown: threading.Event) -> int:
+    try:
+        _run_slot(settings, 0, device, 1, shutdown)
+    except AccessRefused as exc:  # the token was revoked while the worker ran
+        return _refused(exc)
     return 0
+
+
+def _refused(exc: AccessRefused) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_ACCESS_REFUSED
 
 
 def _run_slot(
@@ -81,7 +102,10 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent; it forwards
     shutdown = threading.Event()
     _install_two_stage(shutdown)
-    _run_slot(settings, index, device, n_slots, shutdown)
+    try:
+        _run_slot(settings, index, device, n_slots, shutdown)
+    except AccessRefused as exc:
+        sys.exit(_refused(exc))
 
 
 def _run_children(settings: WorkerSettings, devices: list[str]) -> int:
@@ -114,6 +138,8 @@ def _run_children(settings: WorkerSettings, devices: list[str]) -> int:
     signal.signal(signal.SIGINT, handle)
     for child in children:
         child.join()
+    if any(c.exitcode == EXIT_ACCESS_REFUSED for c in children):
+        return EXIT_ACCESS_REFUSED
     failed = [c.name for c in children if c.exitcode not in (0, None)]
     if failed:
         logger.error("slots exited abnormally: %s", ", ".join(failed))

@@ -7,6 +7,7 @@ they are how the first token of a team comes to exist.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
@@ -15,16 +16,18 @@ from typing import Any
 
 from service.auth.roles import ROLES
 from service.auth.service import AuthService
+from service.cli.options import command, group
+from service.cli.output import print_json
 from service.errors import ServiceError
 from service.settings import ServerSettings
 
 
 def add_commands(commands: Any) -> None:
-    token = commands.add_parser("token", help="create, list and revoke API tokens")
-    sub = token.add_subparsers(title="token commands", metavar="TOKEN_COMMAND")
-    create = sub.add_parser(
+    _, sub = group(commands, "token", "create, list and revoke API tokens")
+    create = command(
+        sub,
         "create",
-        help="create a token (prints only the token, so scripts can capture it)",
+        "create a token (prints only the token, so scripts can capture it)",
         description="Create a token of TEAM (the team is created if it does not exist). Only "
         "the token goes to standard output; it is shown this once and stored only as a hash.",
     )
@@ -33,24 +36,24 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--name", help="a label, e.g. what the token is for")
     create.add_argument("--expires-in-days", type=float, help="expire after this many days")
     create.set_defaults(handler=_create)
-    listing = sub.add_parser("list", help="list tokens (never the tokens themselves)")
+    listing = command(sub, "list", "list tokens (never the tokens themselves)", json=True)
     listing.add_argument("--team", help="only this team's tokens")
     listing.set_defaults(handler=_list)
-    revoke = sub.add_parser("revoke", help="revoke a token by id")
+    revoke = command(sub, "revoke", "revoke a token by id")
     revoke.add_argument("token_id", type=int, help="the id shown by 'hpo token list'")
     revoke.set_defaults(handler=_revoke)
-    token.set_defaults(handler=lambda args: (token.print_help(), 2)[1])
 
 
 @contextmanager
 def _service() -> Iterator[AuthService]:
     from service.db.engine import create_db_engine, resolve_url
     from service.db.migrate import ensure_current
+    from service.db.unit_of_work import UnitOfWork
 
     engine = create_db_engine(resolve_url(ServerSettings()), pool_size=1, max_overflow=0)
     try:
         ensure_current(engine)
-        yield AuthService(engine)
+        yield AuthService(UnitOfWork(engine))
     finally:
         engine.dispose()
 
@@ -83,6 +86,9 @@ def _create(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     def call(auth: AuthService) -> int:
+        if args.json:
+            print_json([dataclasses.asdict(t) for t in auth.list(args.team)])
+            return 0
         print(
             f"{'ID':>5}  {'TEAM':<16} {'ROLE':<7} {'PREFIX':<13} {'STATUS':<8} {'EXPIRES':<20} NAME"
         )

