@@ -4,9 +4,11 @@ the traceback only with ``--debug`` or ``HPO_LOG_LEVEL=debug``; hints runnable a
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +74,21 @@ def test_a_wrong_database_url(command: list[str]) -> None:
 def test_a_wrong_setting() -> None:
     error = short_error(hpo("serve", env={"HPO_PORT": "eighty"}))
     assert "HPO_PORT" in error and "'eighty'" in error
+
+
+def test_a_wrong_worker_setting_is_short_however_the_worker_is_started() -> None:
+    env = {"HPO_API_URL": "http://127.0.0.1:9"}
+    error = short_error(hpo("worker", "--slots", "-3", env=env))
+    assert "HPO_SLOTS" in error and "(got -3)" in error
+    module = subprocess.run(
+        [sys.executable, "-m", "workers", "--slots", "-3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert short_error(module) == error
 
 
 def test_hints_run_as_printed_without_hpo_on_path(tmp_path: Path) -> None:

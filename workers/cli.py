@@ -99,6 +99,10 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m workers``: the same worker as ``hpo worker``, with the same short errors."""
+    from service.cli.errors import run
+
     parser = argparse.ArgumentParser(prog="python -m workers", description="HPO worker")
     add_worker_arguments(parser)
-    return worker_command(parser.parse_args(argv))
+    parser.add_argument("--debug", action="store_true", help="tracebacks of errors")
+    return run(worker_command, parser.parse_args(argv))
