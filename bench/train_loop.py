@@ -94,6 +94,9 @@ class BenchContext:
     def save_checkpoint(self, step: int, data: bytes) -> None:
         self.checkpoint_bytes = len(data)
 
+    def save_artifact(self, name: str, data: bytes | Path, step: int | None = None) -> bool:
+        return False  # nothing is kept: the benchmark measures training
+
     def set_attrs(self, attrs: Mapping[str, JSON]) -> None:
         pass
 

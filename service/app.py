@@ -18,6 +18,10 @@ from service import __version__
 from service.api.docs import install_api_docs
 from service.api.errors import API_ERRORS, install_error_handlers
 from service.api.limits import BodyLimit, BodySizeLimit, RouteLimit
+from service.artifacts.checkpoint_store import ObjectCheckpointStore
+from service.artifacts.endpoints import router as artifacts_router
+from service.artifacts.maintenance import artifact_maintenance
+from service.artifacts.service import build_artifacts
 from service.auth.access import Access
 from service.auth.endpoints import router as auth_router
 from service.auth.service import AuthService
@@ -95,6 +99,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(history_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(studies_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(checkpoints_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(artifacts_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(fleet_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(live_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(auth_router, prefix=API_PREFIX, responses=API_ERRORS)
@@ -116,6 +121,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
         raise
     uow = UnitOfWork(engine)
+    artifacts = build_artifacts(settings, uow)  # object storage, if HPO_ARTIFACT_URL is set
+    if artifacts is not None:
+        checkpoint_store = ObjectCheckpointStore(artifacts.objects, artifacts.location)
     views = StudyViews(functools.partial(load_definition, uow), settings.view_cache_size)
     signal = WorkSignal(asyncio.get_running_loop())
     events = EventBroadcaster(asyncio.get_running_loop())
@@ -129,6 +137,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.reaper_interval_s,
         settings.idempotency_ttl_s,
         settings.event_retention_s,
+        artifact_maintenance(uow, artifacts),  # retention and stale uploads, with object storage
     )
     app.state.engine = engine
     app.state.uow = uow
@@ -146,7 +155,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.trial_queries = TrialQueries(uow)
     app.state.fleet = FleetService(uow)
-    app.state.checkpoints = CheckpointService(uow, checkpoint_store, settings.checkpoint_max_bytes)
+    app.state.artifacts = artifacts
+    app.state.checkpoints = CheckpointService(
+        uow, checkpoint_store, settings.checkpoint_max_bytes, artifacts
+    )
     app.state.history = HistoryService(
         uow, ImportanceCache(uow, settings.importance_sync_max_trials)
     )

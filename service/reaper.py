@@ -2,7 +2,8 @@
 
 Every server process runs one; they cooperate through ``FOR UPDATE SKIP LOCKED``, so each
 expired lease is handled exactly once however many processes run. It also drops idempotency
-records and events older than their retention.
+records and events older than their retention, and, with object storage, applies artifact
+retention to finished studies and sweeps stale uploads (``service.artifacts.maintenance``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
@@ -17,6 +19,9 @@ from service.db.unit_of_work import UnitOfWork
 from service.errors import DatabaseUnavailable
 from service.observability.metrics import count_reaped
 from service.trials import repository as repo
+
+if TYPE_CHECKING:
+    from service.artifacts.maintenance import ArtifactMaintenance
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +36,13 @@ class Reaper:
         interval_s: float,
         idempotency_ttl_s: int,
         event_retention_s: int,
+        artifacts: ArtifactMaintenance | None = None,
     ) -> None:
         self._uow = uow
         self._interval = interval_s
         self._ttl = idempotency_ttl_s
         self._event_retention = event_retention_s
+        self._artifacts = artifacts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._last_purge = 0.0
@@ -69,6 +76,8 @@ class Reaper:
         while not self._stop.wait(self._interval):
             try:
                 self.run_once()
+                if self._artifacts is not None:
+                    self._artifacts.run_once()
                 if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
                     self._uow.transaction(self._purge)
                     self._last_purge = time.monotonic()

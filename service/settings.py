@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.artifacts.location import MIN_PART_BYTES, parse_artifact_url
 
 
 def default_data_dir() -> Path:
@@ -72,6 +74,32 @@ class ServerSettings(BaseSettings):
         description="largest request body (413 above it); checkpoints have their own limit",
     )
     checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    artifact_url: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix: checkpoints and artifacts go to S3-compatible storage"
+        " by presigned URLs (endpoint and credentials from the AWS_* variables); unset: through"
+        " the API (docs/artifacts.md)",
+    )
+    artifact_part_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=MIN_PART_BYTES,
+        le=5 * 1024 * 1024 * 1024,
+        description="artifacts above this size are uploaded in parts of this size (multipart)",
+    )
+    artifact_url_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="how long presigned URLs stay valid; uploads not confirmed within twice this"
+        " are deleted by the reaper",
+    )
+    artifact_keep_top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description="retention: the reaper keeps only the artifacts of the best k trials of every"
+        " finished study, and k is the default of POST /studies/{id}/artifacts/retention;"
+        " unset: retention only on request, which must say k",
+    )
     fail_fast_trials: int = Field(
         default=5,
         ge=0,
@@ -108,6 +136,23 @@ class ServerSettings(BaseSettings):
         if level not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _valid_artifact_url(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_artifact_url(value)  # raises ValueError saying what is wrong
+            return value.strip()
+        return None
+
+    @model_validator(mode="after")
+    def _one_checkpoint_store(self) -> ServerSettings:
+        if self.artifact_url is not None and self.checkpoint_dir is not None:
+            raise ValueError(
+                "HPO_ARTIFACT_URL and HPO_CHECKPOINT_DIR are both set; checkpoints go to one"
+                " place: unset one of them"
+            )
+        return self
 
     @field_validator("metrics_token")
     @classmethod

@@ -50,6 +50,8 @@ def test_help_for_every_command() -> None:
         ["token", "create"],
         ["token", "list"],
         ["token", "revoke"],
+        ["slurm"],
+        ["slurm", "submit"],
     ):
         result = hpo(*args, "--help")
         assert result.returncode == 0, result.stderr

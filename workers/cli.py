@@ -55,6 +55,14 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", dest="studies", help="comma-separated study ids (HPO_STUDIES)")
     parser.add_argument("--name", dest="worker_name", help="worker name (HPO_WORKER_NAME)")
     parser.add_argument("--poll-wait", dest="poll_wait_s", type=float, help="long poll, seconds")
+    parser.add_argument(
+        "--exit-when-idle",
+        dest="exit_when_idle_s",
+        type=float,
+        metavar="SECONDS",
+        help="exit 0 once no trial was found for this long, for batch jobs "
+        "(HPO_EXIT_WHEN_IDLE_S; default: never)",
+    )
     parser.add_argument("--log-level", dest="log_level", help="debug | info | warning")
 
 
@@ -69,6 +77,7 @@ def settings_from(args: argparse.Namespace) -> WorkerSettings:
         "studies",
         "worker_name",
         "poll_wait_s",
+        "exit_when_idle_s",
         "log_level",
     )
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}

@@ -5,6 +5,11 @@ seconds); every other 4xx raises at once as an :class:`ApiError` subclass. POSTs
 something (create study, ask, claim) carry an ``Idempotency-Key`` that is reused across the
 retries of one call, so a retried request never creates a second trial or loses a lease.
 
+Checkpoints travel through the API (``PUT /trials/{id}/checkpoint``) or, on a server with object
+storage (``HPO_ARTIFACT_URL``), straight to the bucket through presigned URLs the API hands out;
+:meth:`HPOClient.save_checkpoint` finds out which on its first call (the upload request answers
+409 ``artifacts_off`` on a server without object storage) and remembers it.
+
 The client may be given several base URLs (API processes in front of one database). It sticks
 to one; a transport error (refused, reset, timed out) moves it to the next, at once while some
 URL of the list has not been tried yet, and the call is retried there with the same
@@ -15,24 +20,29 @@ Exceptions::
 
     ApiError            any error answer: .status, .code, .message, .details
     ├── NotFoundError   404
-    ├── LeaseLostError  409 lease_lost: the lease is gone, drop the trial
-    └── ConflictError   other 409s (duplicate name, invalid state, trial finished)
+    ├── ConflictError   other 409s (duplicate name, invalid state, trial finished)
+    │   └── LeaseLostError  409 lease_lost: the lease is gone, drop the trial
+    └── ObjectStoreError    the bucket refused a presigned request
     Unavailable         the API could not be reached within the retry budget
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
 JSON = Any
+Blob = bytes | Path  # what an upload sends: bytes, or a file's contents
+_CHUNK = 1024 * 1024
 
 
 class ApiError(Exception):
@@ -54,6 +64,10 @@ class ConflictError(ApiError):
 
 class LeaseLostError(ConflictError):
     pass
+
+
+class ObjectStoreError(ApiError):
+    """The bucket refused a presigned request (expired URL, wrong size, no such bucket...)."""
 
 
 class Unavailable(Exception):
@@ -143,6 +157,9 @@ class HPOClient:
         self._current = 0
         self._switch_lock = threading.Lock()
         self.retry_for_s = retry_for_s
+        # Presigned URLs: no Authorization header (the URL's signature is the credential).
+        self._objects = httpx.Client(timeout=timeout_s, transport=transport)
+        self.checkpoint_mode: Literal["api", "presigned"] | None = None  # learnt on first save
 
     @property
     def base_url(self) -> str:
@@ -152,6 +169,7 @@ class HPOClient:
     def close(self) -> None:
         for http in self._https:
             http.close()
+        self._objects.close()
 
     def __enter__(self) -> HPOClient:
         return self
@@ -372,13 +390,130 @@ class HPOClient:
         return dict(response.json())
 
     def get_checkpoint(self, trial_id: int, token: str | None) -> tuple[int, bytes] | None:
-        """The trial's last checkpoint as (step, bytes), or None if it has none."""
+        """The trial's last checkpoint as (step, bytes), or None if it has none (from the
+        bucket when the API answers a 303 to a presigned URL)."""
         headers = {"X-Lease-Token": token} if token else {}
         try:
             response = self.request("GET", f"/trials/{trial_id}/checkpoint", headers=headers)
         except NotFoundError:
             return None
-        return int(response.headers["X-Checkpoint-Step"]), response.content
+        step = int(response.headers["X-Checkpoint-Step"])
+        if response.status_code == 303:
+            return step, self.download(response.headers["Location"])
+        return step, response.content
+
+    def save_checkpoint(
+        self, trial_id: int, token: str, step: int, data: bytes, *, retry_for_s: float | None = None
+    ) -> dict[str, Any]:
+        """Replace the trial's checkpoint, through the API or the bucket, whichever the server
+        uses (see the module docstring); a wrong guess is corrected by the server's answer."""
+        if self.checkpoint_mode != "api":
+            try:
+                stored = self._upload_checkpoint(trial_id, token, step, data, retry_for_s)
+            except ConflictError as exc:
+                if exc.code != "artifacts_off":
+                    raise
+                self.checkpoint_mode = "api"
+            except NotFoundError:
+                if self.checkpoint_mode == "presigned":
+                    raise
+                self.checkpoint_mode = "api"  # a server older than uploads; PUT tells the rest
+            else:
+                return stored
+        try:
+            return self.put_checkpoint(trial_id, token, step, data, retry_for_s=retry_for_s)
+        except ConflictError as exc:
+            if exc.code != "use_presigned":
+                raise
+        return self._upload_checkpoint(trial_id, token, step, data, retry_for_s)
+
+    def _upload_checkpoint(
+        self, trial_id: int, token: str, step: int, data: bytes, retry_for_s: float | None
+    ) -> dict[str, Any]:
+        stored = self.upload_artifact(
+            trial_id, token, "checkpoint", data, step=step, retry_for_s=retry_for_s
+        )
+        self.checkpoint_mode = "presigned"
+        return stored
+
+    # ---- artifacts in object storage ----
+
+    def upload_artifact(
+        self,
+        trial_id: int,
+        token: str,
+        name: str,
+        data: Blob,
+        *,
+        step: int | None = None,
+        retry_for_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Upload ``data`` as the trial's artifact ``name`` (presigned PUT, or multipart for a
+        large one) and confirm it; the stored artifact. Raises ConflictError ``artifacts_off``
+        on a server without object storage, LeaseLostError when the lease went meanwhile (the
+        server then deletes the object), ObjectStoreError when the bucket refuses a PUT."""
+        size, digest = _size_and_digest(data)
+        body = {"name": name, "step": step, "size": size, "sha256": digest}
+        headers = {"X-Lease-Token": token}
+        base = f"/trials/{trial_id}/artifacts/uploads"
+        upload = self.request(
+            "POST", base, json=body, headers=headers, retry_for_s=retry_for_s
+        ).json()
+        done: dict[str, Any] = {}
+        if upload["url"] is not None:
+            self._put_object(upload["url"], _read(data, 0, size))
+        else:
+            part_size = int(upload["part_size"])
+            done["parts"] = [
+                {
+                    "part_number": part["part_number"],
+                    "etag": self._put_object(
+                        part["url"], _read(data, (part["part_number"] - 1) * part_size, part_size)
+                    ),
+                }
+                for part in upload["parts"]
+            ]
+        path = f"{base}/{upload['upload_id']}/complete"
+        answer = self.request("POST", path, json=done, headers=headers, retry_for_s=retry_for_s)
+        return dict(answer.json())
+
+    def list_artifacts(self, trial_id: int) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/trials/{trial_id}/artifacts").json()["items"])
+
+    def artifact_url(self, trial_id: int, artifact_id: int, token: str | None = None) -> str:
+        """A presigned GET URL of the artifact (a running trial's needs its lease token)."""
+        headers = {"X-Lease-Token": token} if token else {}
+        path = f"/trials/{trial_id}/artifacts/{artifact_id}/url"
+        return str(self.request("GET", path, headers=headers).json()["url"])
+
+    def download(self, url: str) -> bytes:
+        """The bytes behind a presigned GET URL."""
+        response = self._object_call("GET", url, None)
+        return response.content
+
+    def _put_object(self, url: str, content: bytes) -> str:
+        """PUT to a presigned URL; the answer's ETag."""
+        return str(self._object_call("PUT", url, content).headers.get("ETag", ""))
+
+    def _object_call(self, method: str, url: str, content: bytes | None) -> httpx.Response:
+        """A call to the bucket, retried a few times on transport errors and 5xx."""
+        failure = ""
+        for attempt in range(4):
+            if attempt:
+                time.sleep(0.2 * 2**attempt)
+            try:
+                response = self._objects.request(method, url, content=content)
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code < 300:
+                return response
+            if response.status_code < 500:
+                raise ObjectStoreError(
+                    response.status_code, "object_store_error", response.text[:500]
+                )
+            failure = f"{response.status_code} from object storage"
+        raise Unavailable(f"object storage did not answer {method}: {failure}")
 
     def get_trial(self, trial_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/trials/{trial_id}").json())
@@ -417,6 +552,25 @@ class HPOClient:
             if not page.get("next_cursor"):
                 return
             query["cursor"] = page["next_cursor"]
+
+
+def _size_and_digest(data: Blob) -> tuple[int, str]:
+    if isinstance(data, bytes):
+        return len(data), hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256()
+    with data.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return data.stat().st_size, digest.hexdigest()
+
+
+def _read(data: Blob, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``data`` from ``offset`` (fewer at the end)."""
+    if isinstance(data, bytes):
+        return data[offset : offset + length]
+    with data.open("rb") as f:
+        f.seek(offset)
+        return f.read(length)
 
 
 def _lease_or_none(response: httpx.Response) -> Lease | NoTrial:

@@ -15,9 +15,19 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.client import ApiError, HPOClient, Lease, LeaseLostError, NotFoundError, Unavailable
+from workers.client import (
+    ApiError,
+    ConflictError,
+    HPOClient,
+    Lease,
+    LeaseLostError,
+    NotFoundError,
+    ObjectStoreError,
+    Unavailable,
+)
 from workers.heartbeat import Heartbeat
 
 if TYPE_CHECKING:
@@ -133,17 +143,24 @@ class HttpTrialContext:
         return data
 
     def save_checkpoint(self, step: int, data: bytes) -> None:
-        """Upload the checkpoint. Too large for the server: logged once, training goes on
-        without checkpoints. Unreachable API: this one is skipped (the next epoch tries again)."""
+        """Upload the checkpoint (through the API, or to the server's object storage). Too
+        large for the server: logged once, training goes on without checkpoints. Unreachable
+        API or bucket, or a bucket refusing the upload: this one is skipped (the next epoch
+        tries again)."""
         self._check_lease()
         if not self._checkpoints_enabled:
             return
         try:
-            self._client.put_checkpoint(
+            self._client.save_checkpoint(
                 self.trial_id, self._lease.token, step, data, retry_for_s=_REPORT_RETRY_S
             )
         except (LeaseLostError, NotFoundError) as exc:
             raise TrialAbandoned(str(exc)) from exc
+        except ObjectStoreError as exc:
+            logger.warning(
+                "trial %d: checkpoint of step %d not saved: %s", self.trial_id, step, exc
+            )
+            return
         except ApiError as exc:
             if exc.status == 413:
                 logger.warning("trial %d: checkpoints disabled: %s", self.trial_id, exc.message)
@@ -156,6 +173,27 @@ class HttpTrialContext:
             )
             return
         self._heartbeat.extend()
+
+    def save_artifact(self, name: str, data: bytes | Path, step: int | None = None) -> bool:
+        """Keep ``data`` (bytes, or a file's contents) as the trial's artifact ``name`` in the
+        server's object storage (``GET /trials/{id}/artifacts`` lists it). False, logged, when
+        it was not kept: a server without object storage (at info level: nothing is wrong), one
+        older than artifacts, or API or bucket unreachable."""
+        self._check_lease()
+        try:
+            self._client.upload_artifact(
+                self.trial_id, self._lease.token, name, data, step=step, retry_for_s=_REPORT_RETRY_S
+            )
+        except LeaseLostError as exc:
+            raise TrialAbandoned(str(exc)) from exc
+        except (ConflictError, NotFoundError, ObjectStoreError, Unavailable) as exc:
+            # 409 artifacts_off: a server without object storage, nothing wrong; 404: an older one
+            off = isinstance(exc, ConflictError) and exc.code == "artifacts_off"
+            level = logging.INFO if off else logging.WARNING
+            logger.log(level, "trial %d: artifact %r not kept: %s", self.trial_id, name, exc)
+            return False
+        self._heartbeat.extend()
+        return True
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Collected here; sent with the completion (or before the lease is handed back)."""

@@ -45,6 +45,11 @@ class WorkerSettings(BaseSettings):
     api_retry_s: float = Field(
         default=60.0, gt=0, description="how long calls retry an unreachable API"
     )
+    exit_when_idle_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="exit 0 once no trial was found for this long (unset or 0: never)",
+    )
     spool_dir: Path = Field(
         default_factory=_default_spool, description="finished results not yet delivered"
     )

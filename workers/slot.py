@@ -4,12 +4,16 @@
                       │                        │
                       ├─ lease lost ──────────▶ (abandoned) ──▶ idle
                       └─ stop requested ─────▶ releasing ─────▶ idle (or exit)
+    idle ──no trial, idle for HPO_EXIT_WHEN_IDLE_S──▶ exit
 
 - **claim**: long-polls ``POST /trials/claim`` for the tasks this worker has.
 - **running**: the study's task trains on the slot's device; a :class:`Heartbeat` keeps the
   lease alive beside it; reports, checkpoints and the stop check go through the context.
 - **finishing**: the result is written to the spool, then delivered (retried while the lease
   can still be alive), then removed from the spool.
+- **exit when idle** (``HPO_EXIT_WHEN_IDLE_S``, ``workers.idle``): once the API answers "no
+  trial" to a slot that has been idle that long, the slot stops (the worker exits 0 when all
+  its slots stopped).
 - **releasing**: on shutdown (or a stopped study) the task has checkpointed its last epoch;
   the lease is handed back so another worker resumes the trial where it stopped.
 
@@ -41,6 +45,7 @@ from workers.client import (
 from workers.connect import Backoff, refusal, unreachable
 from workers.context import HttpTrialContext, TrialAbandoned, send_reports
 from workers.heartbeat import Heartbeat
+from workers.idle import IdleLimit
 from workers.settings import WorkerSettings
 from workers.spool import PendingResult, Spool
 from workers.tasks import TaskFailed, TaskResult, available_tasks, get_task
@@ -94,22 +99,30 @@ class Slot:
     # ---- the loop ----
 
     def run(self) -> None:
-        """Claim and run trials until shutdown is requested."""
+        """Claim and run trials until shutdown is requested, or (``exit_when_idle_s``) until
+        the API has answered "no trial" after the slot was idle that long; an unreachable API
+        does not count as having nothing to do."""
         logger.info("%s: on %s, tasks %s", self.worker_id, self.device, ", ".join(self.tasks))
         self.deliver_pending()
+        idle = IdleLimit(self.settings.exit_when_idle_s)
         while not self.shutdown.is_set():
-            lease = self._claim()
-            if lease is None:
+            got = self._claim()
+            if isinstance(got, NoTrial) and idle.reached():
+                logger.info("%s: no trial to claim for %gs: stopping", self.worker_id, idle.limit_s)
+                return
+            if not isinstance(got, Lease):
                 continue
             if self.shutdown.is_set():  # claimed while stopping: hand it straight back
-                self._release(lease)
+                self._release(got)
                 break
-            self.run_trial(lease)
+            self.run_trial(got)
+            idle.restart()
 
-    def _claim(self) -> Lease | None:
-        """One claim; an unreachable API is said at once and retried with a visible backoff
-        (the slot's own, so Ctrl-C ends the wait) under the same Idempotency-Key; a refused
-        token raises AccessRefused."""
+    def _claim(self) -> Lease | NoTrial | None:
+        """One claim: a lease, NoTrial when the API has none, None when it did not answer.
+        An unreachable API is said at once and retried with a visible backoff (the slot's own,
+        so Ctrl-C ends the wait) under the same Idempotency-Key; a refused token raises
+        AccessRefused."""
         self._claim_key = self._claim_key or uuid.uuid4().hex
         try:
             got = self.client.claim(
@@ -133,7 +146,7 @@ class Slot:
         self._claim_key = None
         if self._backoff.reset():
             logger.info("%s: the API at %s answers again", self.worker_id, self.client.base_url)
-        return None if isinstance(got, NoTrial) else got
+        return got
 
     def run_trial(self, lease: Lease) -> Outcome:
         """Run one leased trial to its end (complete, pruned, failed, released, abandoned)."""

@@ -8,7 +8,9 @@ Before any slot starts, the worker checks that the API answers and lets its toke
 (``workers.connect``); a refused token exits at once with status 3.
 
 Signals: the first SIGTERM or SIGINT asks every slot to finish its current epoch, checkpoint,
-hand its lease back and exit (exit code 0); a second one exits at once (128 + signal).
+hand its lease back and exit (exit code 0); a second one, a second or more later, exits at once
+(128 + signal). A signal sent to the whole process group (scancel, systemd) reaches each slot
+process twice, directly and forwarded by the parent; that counts as one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -76,11 +79,22 @@ def _run_slot(
     logger.info("slot %d stopped", index)
 
 
+# A signal sent to the whole process group (Slurm's scancel and time limit, systemd, a terminal)
+# reaches a slot process directly and again forwarded by its parent, milliseconds apart: a
+# repeat within this window is that one signal, not a second one asking to exit at once.
+SAME_SIGNAL_S = 1.0
+
+
 def _install_two_stage(shutdown: threading.Event) -> None:
+    first_at: list[float] = []
+
     def handle(signum: int, frame: FrameType | None) -> None:
         if shutdown.is_set():
+            if first_at and time.monotonic() - first_at[0] < SAME_SIGNAL_S:
+                return  # the same signal, delivered to the group and forwarded
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
             os._exit(128 + signum)
+        first_at.append(time.monotonic())
         logger.info(
             "%s: finishing the current epoch, then handing leases back (again to force)",
             signal.Signals(signum).name,
@@ -106,6 +120,9 @@ def _child_main(
         _run_slot(settings, index, device, n_slots, shutdown)
     except AccessRefused as exc:
         sys.exit(_refused(exc))
+    # The slot has handed its lease back: a copy of the signal that arrives now (sent to the
+    # group, forwarded late) must not turn a clean exit into death by signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run_children(settings: WorkerSettings, devices: list[str]) -> int:

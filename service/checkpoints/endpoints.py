@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse
 
 from service.api.deps import TrialReader, TrialRunner
 from service.api.errors import ErrorOut
 from service.api.params import TrialId
+from service.artifacts.service import Download
 from service.checkpoints.schemas import CheckpointOut
 from service.checkpoints.service import CheckpointService
 
@@ -65,6 +67,11 @@ _DOWNLOAD: dict[int | str, dict[str, Any]] = {
             "ETag": {"description": 'its sha256 in quotes: "<hex>"', "schema": {"type": "string"}},
         },
     },
+    303: {
+        "description": "with object storage (HPO_ARTIFACT_URL): `Location` is a presigned URL"
+        " of the checkpoint's bytes (fetch it without this API's Authorization header);"
+        " X-Checkpoint-Step and ETag as for 200",
+    },
     **_ERRORS,
 }
 
@@ -88,7 +95,10 @@ async def put_checkpoint(
     """Replace the trial's checkpoint with the request body (after every epoch, say).
 
     Needs the trial's live lease; on any error nothing is stored and the trial is unchanged.
+    With object storage (HPO_ARTIFACT_URL) this answers 409 `use_presigned` before reading the
+    body: upload through `POST /trials/{id}/artifacts/uploads` instead.
     """
+    checkpoints.check_accepts_bytes()
     data = await request.body()  # capped at HPO_CHECKPOINT_MAX_BYTES by service.api.limits
     meta = await run_in_threadpool(checkpoints.put, trial_id, token, step, data)
     return CheckpointOut.of(meta)
@@ -102,8 +112,16 @@ def get_checkpoint(
     token: OptionalLeaseToken = None,
 ) -> Response:
     """The trial's last checkpoint. While the trial runs or waits, only the holder of its
-    current lease may read it (to resume); a finished trial's checkpoint is open to all."""
+    current lease may read it (to resume); a finished trial's checkpoint is open to all.
+    With object storage: 303 to a presigned URL of it."""
     checkpoint = checkpoints.get(trial_id, token)
+    if isinstance(checkpoint, Download):
+        artifact = checkpoint.artifact
+        return RedirectResponse(
+            checkpoint.url,
+            status_code=303,
+            headers={STEP_HEADER: str(artifact.step), "ETag": f'"{artifact.sha256}"'},
+        )
     headers = {STEP_HEADER: str(checkpoint.meta.step), "ETag": f'"{checkpoint.meta.sha256}"'}
     return Response(checkpoint.data, media_type=OCTET_STREAM, headers=headers)
 

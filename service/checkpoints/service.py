@@ -6,6 +6,9 @@
 - Reading the bytes of a trial that is still running or waiting needs the token of its current
   live lease (the worker resuming it); a finished trial's checkpoint, its trained model, is
   readable by anyone who may use the API. Metadata is readable by anyone.
+- With object storage (``HPO_ARTIFACT_URL``) the bytes never pass through the API: ``put``
+  refuses with ``use_presigned`` (workers upload through ``service.artifacts``) and ``get``
+  answers a presigned link to the trial's current checkpoint, under the same read rule.
 
 Every public method is one transaction, committed before it returns.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import Connection
 
@@ -26,6 +29,9 @@ from service.db.unit_of_work import UnitOfWork
 from service.errors import LeaseLost, NotFound, PayloadTooLarge
 from service.states import FINISHED_STATES, OptunaTrialState
 from service.trials import repository as trials_repo
+
+if TYPE_CHECKING:
+    from service.artifacts.service import ArtifactService, Download
 
 _MIB = 1024 * 1024
 
@@ -40,10 +46,22 @@ def build_store(checkpoint_dir: Path | None) -> CheckpointStore:
 class CheckpointService:
     """Thread-safe; one instance per server process."""
 
-    def __init__(self, uow: UnitOfWork, store: CheckpointStore, max_bytes: int) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        store: CheckpointStore,
+        max_bytes: int,
+        artifacts: ArtifactService | None = None,
+    ) -> None:
         self._uow = uow
         self.store = store
         self.max_bytes = max_bytes
+        self.artifacts = artifacts  # set: checkpoints live in object storage
+
+    def check_accepts_bytes(self) -> None:
+        """Raise UsePresigned when checkpoints go to object storage (before any body is read)."""
+        if self.artifacts is not None:
+            self.artifacts.refuse_bytes()
 
     def too_large(self) -> PayloadTooLarge:
         """The error for a checkpoint over the size limit (raised before or while reading)."""
@@ -59,6 +77,7 @@ class CheckpointService:
         Raises LeaseLost when ``token`` holds no live lease on the trial (the trial is left as
         it is), NotFound for an unknown trial, PayloadTooLarge over the size limit.
         """
+        self.check_accepts_bytes()
         if len(data) > self.max_bytes:
             raise self.too_large()
         digest = hashlib.sha256(data).hexdigest()
@@ -66,23 +85,20 @@ class CheckpointService:
         def work(conn: Connection) -> CheckpointMeta:
             study_id = repo.lock_live_lease(conn, trial_id, token)
             if study_id is None:
-                _raise_for_lease(conn, trial_id)
+                raise_for_lease(conn, trial_id)
             return self.store.write(
                 conn, study_id=study_id, trial_id=trial_id, step=step, data=data, sha256=digest
             )
 
         return self._uow.transaction(work)  # a store's write may run again (see its contract)
 
-    def get(self, trial_id: int, token: str | None) -> Checkpoint:
-        """The trial's checkpoint. A trial not finished yet needs the token of its live lease."""
+    def get(self, trial_id: int, token: str | None) -> Checkpoint | Download:
+        """The trial's checkpoint (with object storage: a presigned link to it). A trial not
+        finished yet needs the token of its live lease."""
+        if self.artifacts is not None:
+            return self.artifacts.checkpoint_link(trial_id, token)
         with self._uow.begin() as conn:
-            lease = trials_repo.lease_state(conn, trial_id)
-            if lease is None:
-                raise NotFound(f"trial {trial_id} does not exist")
-            if lease.trial_state not in FINISHED_STATES and not (
-                token is not None and lease.lease_live and lease.lease_token == token
-            ):
-                raise _lease_lost(trial_id, lease.trial_state)
+            check_readable(conn, trial_id, token)
             checkpoint = self.store.read(conn, trial_id)
         if checkpoint is None:
             raise NotFound(f"trial {trial_id} has no checkpoint", {"trial_id": trial_id})
@@ -99,15 +115,27 @@ class CheckpointService:
         return meta
 
 
-def _raise_for_lease(conn: Connection, trial_id: int) -> NoReturn:
+def check_readable(conn: Connection, trial_id: int, token: str | None) -> None:
+    """The read rule: NotFound for an unknown trial; LeaseLost for a trial not finished yet
+    unless ``token`` holds its live lease."""
+    lease = trials_repo.lease_state(conn, trial_id)
+    if lease is None:
+        raise NotFound(f"trial {trial_id} does not exist")
+    if lease.trial_state not in FINISHED_STATES and not (
+        token is not None and lease.lease_live and lease.lease_token == token
+    ):
+        raise lease_lost(trial_id, lease.trial_state)
+
+
+def raise_for_lease(conn: Connection, trial_id: int) -> NoReturn:
     """Why a lease check failed: NotFound for an unknown trial, else LeaseLost."""
     lease = trials_repo.lease_state(conn, trial_id)
     if lease is None:
         raise NotFound(f"trial {trial_id} does not exist")
-    raise _lease_lost(trial_id, lease.trial_state)
+    raise lease_lost(trial_id, lease.trial_state)
 
 
-def _lease_lost(trial_id: int, trial_state: OptunaTrialState) -> LeaseLost:
+def lease_lost(trial_id: int, trial_state: OptunaTrialState) -> LeaseLost:
     return LeaseLost(
         f"the lease on trial {trial_id} is not held by this token "
         "(missing, expired, handed to another worker, or the trial finished)",

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from service.cli import fleet, server, studies
+from service.cli import fleet, server, slurm, studies
 from service.cli.errors import Handler, run
 from service.cli.options import DEFAULTS, debug_option
 
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     server.add_commands(commands)
     studies.add_commands(commands)
+    slurm.add_commands(commands)
     add_token_commands(commands)
     _add_workers(commands)
     return parser

@@ -234,6 +234,42 @@ checkpoints = Table(
     Index("ix_hpo_checkpoints_study_id", "study_id"),
 )
 
+# Artifacts in object storage (HPO_ARTIFACT_URL): one row per object, pending until the
+# upload is confirmed under a live lease. No bytes here, ever.
+hpo_artifacts = Table(
+    "hpo_artifacts",
+    metadata,
+    Column("artifact_id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "study_id",
+        Integer,
+        ForeignKey("hpo_studies.study_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("trial_id", Integer, ForeignKey("trials.trial_id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("step", Integer, nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=True),
+    Column("object_key", Text, nullable=False),
+    Column("multipart_id", Text, nullable=True),
+    Column("lease_token", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("stored_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("state IN ('pending', 'stored')", name="state"),
+    CheckConstraint("size >= 0", name="size"),
+    CheckConstraint("step >= 0", name="step"),
+    UniqueConstraint("object_key"),
+    Index("ix_hpo_artifacts_trial_id_name", "trial_id", "name"),
+    Index("ix_hpo_artifacts_study_id", "study_id"),
+    Index(
+        "ix_hpo_artifacts_pending_created_at",
+        "created_at",
+        postgresql_where=text("state = 'pending'"),
+    ),
+)
+
 
 def is_own_table(name: str | None) -> bool:
     """True for the service's tables; everything else belongs to Optuna."""

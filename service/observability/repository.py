@@ -44,3 +44,55 @@ def trial_counts(conn: Connection) -> list[StudyTrialCounts]:
         if row.state is not None:
             counts.by_state[API_STATE[row.state]] = int(row.n)
     return list(studies.values())
+
+
+# Every study with what its next hand-outs depend on (``StudyView.next_handout``): its state
+# and limits, the trials holding a lease, the queued ones, and the queued ones that were
+# started before (retries, which the budget already counted). Only leased or queued trials
+# are joined, so finished trials cost nothing.
+_HANDOUT_STATE = text(
+    """
+    SELECT s.study_id, s.task_name, s.state, s.max_trials, s.max_parallel, s.n_started,
+           count(h.trial_id) FILTER (WHERE h.lease_token IS NOT NULL) AS leased,
+           count(h.trial_id) FILTER (WHERE h.queued_at IS NOT NULL) AS queued,
+           count(h.trial_id) FILTER (WHERE h.queued_at IS NOT NULL AND h.attempt > 0) AS retries
+      FROM hpo_studies s
+      LEFT JOIN hpo_trials h
+        ON h.study_id = s.study_id AND (h.lease_token IS NOT NULL OR h.queued_at IS NOT NULL)
+     GROUP BY s.study_id
+     ORDER BY s.study_id
+    """
+)
+
+
+@dataclass(frozen=True)
+class StudyHandoutState:
+    """What decides how many trials a study could hand out now."""
+
+    study_id: int
+    task: str  # the study's task name; "" for a study without a task
+    state: str  # running, paused or stopped
+    max_trials: int | None
+    max_parallel: int | None
+    n_started: int  # trials ever started (a retried trial counts once)
+    leased: int  # trials holding a lease
+    queued: int  # trials waiting to be handed out: retries and enqueued ones
+    retries: int  # the queued trials that were started before
+
+
+def handout_states(conn: Connection) -> list[StudyHandoutState]:
+    """Every study's hand-out state, in study id order."""
+    return [
+        StudyHandoutState(
+            study_id=row.study_id,
+            task=row.task_name or "",
+            state=row.state,
+            max_trials=row.max_trials,
+            max_parallel=row.max_parallel,
+            n_started=row.n_started,
+            leased=int(row.leased),
+            queued=int(row.queued),
+            retries=int(row.retries),
+        )
+        for row in conn.execute(_HANDOUT_STATE)
+    ]

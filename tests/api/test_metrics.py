@@ -289,3 +289,99 @@ def test_counters_add_up_across_server_processes(db: ScratchDatabase, tmp_path: 
             assert requests_of(samples, "POST", ASK_ROUTE, 200) == 6
             assert value(samples, "hpo_sampler_duration_seconds_count", sampler="tpe") == 6
             assert value(samples, "hpo_study_trials", study_id=str(sid), state="running") == 6
+
+
+def _study(client: TestClient, name: str, task: str | None, **limits: int | None) -> int:
+    body = {"task": None if task is None else {"name": task}, **limits}
+    return int(create_study(client, name=name, **body)["id"])
+
+
+def _enqueue(client: TestClient, sid: int, n: int) -> None:
+    for _ in range(n):
+        queued = client.post(f"{API}/studies/{sid}/trials/enqueue", json={"params": {"lr": 0.01}})
+        assert queued.status_code == 201, queued.text
+
+
+def _release(client: TestClient, trial: dict[str, object]) -> None:
+    lease = trial["lease"]
+    assert isinstance(lease, dict)
+    released = client.post(
+        f"{API}/trials/{trial['id']}/release", json={"lease_token": lease["token"]}
+    )
+    assert released.status_code == 204, released.text
+
+
+def _claim(client: TestClient, **body: object) -> int:
+    """The claim's status: 200 (a trial) or 204 (nothing to hand out)."""
+    claimed = client.post(f"{API}/trials/claim", json={"worker_id": "w-claim", **body})
+    assert claimed.status_code in (200, 204), claimed.text
+    return int(claimed.status_code)
+
+
+def _ready(client: TestClient) -> dict[str, float]:
+    samples = scrape(client)
+    return {
+        dict(labels)["task"]: v
+        for (name, labels), v in samples.items()
+        if name == "hpo_trials_ready"
+    }
+
+
+def test_trials_ready_follow_the_handout_rules(client: TestClient) -> None:
+    """``hpo_trials_ready{task}`` counts what claims would hand out now, study by study: pause
+    and stop, max_parallel against leased trials, max_trials against trials started (retries
+    already counted, enqueued trials not yet), the waiting trials; then claims take exactly that
+    many before the first empty answer."""
+    # alpha: room under max_parallel only (3 - 1 leased) ...
+    parallel = _study(client, "parallel", "alpha", max_parallel=3, max_trials=None)
+    ask(client, parallel)
+    # ... and budget only: 2 started, one released (a retry), one enqueued: 1 + (5 - 2).
+    budget = _study(client, "budget", "alpha", max_parallel=None, max_trials=5)
+    first, _ = ask(client, budget), ask(client, budget)
+    _release(client, first)
+    _enqueue(client, budget, 1)
+    # beta: at max_parallel (2 of 2 leased, budget 3) ...
+    full = _study(client, "full", "beta", max_parallel=2, max_trials=3)
+    full_trials = [ask(client, full) for _ in range(2)]
+    # ... budget spent (max_trials lowered to the 2 started), but a retry waits; the enqueued
+    # trial does not count: it would be a 3rd start.
+    spent = _study(client, "spent", "beta", max_parallel=8, max_trials=3)
+    first, _ = ask(client, spent), ask(client, spent)
+    _release(client, first)
+    _enqueue(client, spent, 1)
+    lowered = client.patch(f"{API}/studies/{spent}", json={"max_trials": 2})
+    assert lowered.status_code == 200, lowered.text
+    # A paused and a stopped study hand out nothing, whatever waits.
+    paused = _study(client, "paused", "beta", max_parallel=4, max_trials=10)
+    _enqueue(client, paused, 2)
+    stopped = _study(client, "stopped", "beta", max_parallel=None, max_trials=None)
+    _enqueue(client, stopped, 1)
+    for sid, state in ((paused, "paused"), (stopped, "stopped")):
+        changed = client.patch(f"{API}/studies/{sid}", json={"state": state})
+        assert changed.status_code == 200, changed.text
+    # No task, no limits: its 2 waiting trials + 1.
+    unbounded = _study(client, "unbounded", None, max_parallel=None, max_trials=None)
+    _enqueue(client, unbounded, 2)
+
+    assert _ready(client) == {"alpha": 2 + 4, "beta": 0 + 1 + 0 + 0, "": 3}
+    samples = scrape(client)
+    assert value(samples, "hpo_trials_leased", task="alpha") == 1 + 1
+    assert value(samples, "hpo_trials_leased", task="beta") == 2 + 1
+
+    # Finishing a trial frees a slot of "full" (budget 3 - 2 started = 1); resuming "paused"
+    # gives min(4 slots, 10 starts).
+    complete(client, full_trials[0], 0.5)
+    assert client.patch(f"{API}/studies/{paused}", json={"state": "running"}).status_code == 200
+    assert _ready(client)["beta"] == 1 + 1 + 4
+
+    # Each claim lowers the gauge by one; claims stop exactly where it says 0.
+    assert _claim(client, study_ids=[unbounded]) == 200
+    assert _ready(client)[""] == 2
+    for left in (5, 4, 3, 2, 1, 0):
+        assert _claim(client, tasks=["alpha"]) == 200
+        assert _ready(client)["alpha"] == left
+    assert _claim(client, tasks=["alpha"]) == 204
+    for _ in range(6):
+        assert _claim(client, tasks=["beta"]) == 200
+    assert _ready(client)["beta"] == 0
+    assert _claim(client, tasks=["beta"]) == 204

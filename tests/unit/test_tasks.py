@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.metadata
+import io
 import logging
 import math
 import pickle
@@ -49,9 +50,10 @@ BASE_PARAMS: dict[str, Any] = {"lr": 3e-3, "n_layers": 2, "batch_size": 64, "hid
 class FakeContext:
     """A TrialContext standing in for the worker loop's HTTP client to the service.
 
-    It records what the task sends (reports, checkpoints, attributes), prunes when the step is
-    in ``prune_at``, requests a stop once ``stop_after`` steps were checkpointed, and hands out
-    ``checkpoint`` as the previous attempt's checkpoint.
+    It records what the task sends (reports, checkpoints, attributes, artifacts unless
+    ``keeps_artifacts`` is false), prunes when the step is in ``prune_at``, requests a stop once
+    ``stop_after`` steps were checkpointed, and hands out ``checkpoint`` as the previous
+    attempt's checkpoint.
     """
 
     params: Mapping[str, Any]
@@ -65,6 +67,8 @@ class FakeContext:
     reports: list[tuple[int, float]] = field(default_factory=list)
     checkpoints: list[tuple[int, bytes]] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
+    keeps_artifacts: bool = True
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
     def report(self, step: int, value: float) -> bool:
         self.reports.append((step, value))
@@ -78,6 +82,11 @@ class FakeContext:
 
     def save_checkpoint(self, step: int, data: bytes) -> None:
         self.checkpoints.append((step, data))
+
+    def save_artifact(self, name: str, data: bytes | Path, step: int | None = None) -> bool:
+        if self.keeps_artifacts:
+            self.artifacts[name] = data if isinstance(data, bytes) else data.read_bytes()
+        return self.keeps_artifacts
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         self.attrs.update(attrs)
@@ -150,6 +159,7 @@ def test_pruning_stops_at_once() -> None:
     assert ctx.steps == [0, 1]
     assert [step for step, _ in ctx.checkpoints] == [0]
     assert ctx.attrs["epochs_run"] == 2
+    assert ctx.artifacts == {}  # only a completed run saves its model
 
 
 def test_interrupt_then_resume_matches_an_uninterrupted_run() -> None:
@@ -157,6 +167,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run() -> None:
     first = mlp_context(epochs=4, stop_after=2, params=params)
     assert run_mlp(first) == TaskResult("interrupted", None, 2)
     assert first.steps == [0, 1]
+    assert first.artifacts == {}
 
     resumed = mlp_context(epochs=4, checkpoint=first.checkpoints[-1][1], params=params)
     result = run_mlp(resumed)
@@ -169,6 +180,21 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run() -> None:
     expected = run_mlp(whole)
     assert resumed.reports == whole.reports[2:]
     assert result.value == expected.value
+
+
+def test_a_completed_run_saves_its_final_weights_as_the_model_artifact() -> None:
+    ctx = mlp_context(epochs=2)
+    run_mlp(ctx)
+    model = torch.load(io.BytesIO(ctx.artifacts["model"]), weights_only=True)
+    last = torch.load(io.BytesIO(ctx.checkpoints[-1][1]), weights_only=True)["model"]
+    assert model.keys() == last.keys()
+    assert all(torch.equal(model[k], last[k]) for k in last)  # the last epoch's weights
+
+
+def test_without_artifacts_the_run_completes_the_same() -> None:
+    kept, not_kept = mlp_context(epochs=1), mlp_context(epochs=1, keeps_artifacts=False)
+    assert run_mlp(not_kept) == run_mlp(kept)
+    assert not_kept.artifacts == {} and "model" in kept.artifacts
 
 
 def test_resume_after_the_last_epoch_completes_without_training() -> None:

@@ -59,6 +59,11 @@ class WorkerProcess:
     def signal(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)
 
+    def signal_group(self, signum: int) -> None:
+        """Signal the worker and its slot processes at once, as Slurm's scancel and systemd do
+        (the worker runs in its own session, so its process group is its own)."""
+        os.killpg(self.proc.pid, signum)
+
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout=timeout)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -76,6 +77,18 @@ class TrialContext(Protocol):
 
     def save_checkpoint(self, step: int, data: bytes) -> None:
         """Store ``data`` as the trial's checkpoint after ``step``; replaces any older one."""
+        ...
+
+    def save_artifact(self, name: str, data: bytes | Path, step: int | None = None) -> bool:
+        """Keep ``data`` (bytes, or the contents of the file at that path) as the trial's
+        artifact ``name``, e.g. ``"model"`` for the trained weights; ``True`` once it is stored.
+
+        On a server with object storage (``HPO_ARTIFACT_URL``) the bytes go straight to the
+        bucket and ``GET /trials/{id}/artifacts`` lists them; saving a name again adds another
+        artifact of that name (``step`` tells them apart). On a server that keeps no artifacts,
+        or with the API or the bucket unreachable, nothing is kept: it logs why and returns
+        ``False``, and the trial goes on. A lost lease ends the trial as every other call does.
+        """
         ...
 
     def set_attrs(self, attrs: Mapping[str, JSON]) -> None:

@@ -14,6 +14,10 @@ Contract of :meth:`MLPClassifierTask.run`:
 - **Seeds**: torch's generators are seeded from ``ctx.seed`` (initial weights, dropout) and the
   shuffling generator too; a trial is reproducible on one device type when it runs alone in
   its process (dropout draws from torch's global generators).
+- **Model artifact**: a run that completes saves the final weights (``torch.save`` of the
+  model's state dict on the CPU, readable with ``weights_only=True``) as the artifact
+  ``model`` with ``ctx.save_artifact``; a server without object storage keeps none (the
+  context logs it) and the trial completes all the same.
 - **Attributes** (``ctx.set_attrs``, at the end of every run that got past parsing, whatever
   the outcome): ``seed``, ``wall_time_s`` (this attempt), ``epochs_run``, ``n_params``,
   ``device``, ``peak_gpu_mem_mb`` (CUDA only, else null), ``best_epoch``,
@@ -24,6 +28,7 @@ Contract of :meth:`MLPClassifierTask.run`:
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -118,7 +123,16 @@ def _train(
         ctx.save_checkpoint(epoch, checkpoint.encode(trainee, progress))
         if ctx.stop_requested():
             return TaskResult("interrupted", None, epoch + 1)
+    _save_model(ctx, trainee.model)
     return TaskResult("complete", progress.best_value, record.epochs_run)
+
+
+def _save_model(ctx: TrialContext, model: torch.nn.Module) -> None:
+    """The final weights as the artifact ``model``, where the server keeps artifacts."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    if ctx.save_artifact("model", buffer.getvalue()):
+        logger.info("trial %s: model saved", ctx.trial_id)
 
 
 class MLPClassifierTask:
