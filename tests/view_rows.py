@@ -24,6 +24,7 @@ def change_row(
     leased: bool = False,
     attempt: int = 1,
     queued_at: dt.datetime | None = None,
+    fail_reason: str | None = None,
 ) -> ChangedTrial:
     """``trial`` (its number, state and data) as the row of ``trial_id`` a refresh reads."""
     return {
@@ -35,6 +36,7 @@ def change_row(
         "attempt": attempt,
         "queued_at": _iso(queued_at),
         "leased": leased,
+        "fail_reason": fail_reason,
         "params": [
             [name, d.to_internal_repr(trial.params[name]), distribution_to_json(d)]
             for name, d in trial.distributions.items()

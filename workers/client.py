@@ -343,11 +343,13 @@ class HPOClient:
         state: str = "complete",
         reason: str | None = None,
         user_attrs: Mapping[str, Any] | None = None,
+        constraints: Mapping[str, float] | None = None,
         next_worker_id: str | None = None,
         retry_for_s: float | None = None,
     ) -> dict[str, Any]:
         """Finish the trial; with ``next_worker_id`` the answer's ``next_trial`` holds the
-        study's next trial for that worker (one request instead of two)."""
+        study's next trial for that worker (one request instead of two). ``constraints``: the
+        values of the study's declared constraints (complete trials only; <= 0 is feasible)."""
         body: dict[str, Any] = {"lease_token": token, "state": state}
         if next_worker_id is not None:
             body["next"] = {"worker_id": next_worker_id}
@@ -357,6 +359,8 @@ class HPOClient:
             body["reason"] = reason
         if user_attrs:
             body["user_attrs"] = dict(user_attrs)
+        if constraints is not None:
+            body["constraints"] = {k: float(v) for k, v in constraints.items()}
         response = self.request(
             "POST", f"/trials/{trial_id}/complete", json=body, retry_for_s=retry_for_s
         )

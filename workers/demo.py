@@ -1,8 +1,9 @@
 """``hpo demo``: the whole product on one machine, in one command.
 
 Starts the embedded PostgreSQL, the API server and CPU workers, submits a study that tunes the
-learning rate, depth and batch size of an MLP on scikit-learn's digits with median pruning,
-shows live progress, prints the best trial and how to look at the results, then stops.
+learning rate, depth, per-layer widths, batch size and optimizer (SGD's momentum only when SGD
+is chosen: a conditional space) of an MLP on scikit-learn's digits with median pruning, shows
+live progress, prints the best trial and how to look at the results, then stops.
 
 Ctrl-C once: the study is paused, the workers stop gracefully, the demo says how to go on;
 twice: every process is killed at once.
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 
+def _width(layer: int) -> dict[str, Any]:
+    """The width of hidden layer ``layer``, which exists when the MLP has that many layers."""
+    spec: dict[str, Any] = {"type": "int", "low": 16, "high": 256, "log": True}
+    return spec if layer == 1 else {**spec, "when": {"n_layers": {"min": layer}}}
+
+
 def demo_study(trials: int, epochs: int, parallel: int) -> dict[str, Any]:
     return {
         "name": f"digits-mlp-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -41,6 +48,13 @@ def demo_study(trials: int, epochs: int, parallel: int) -> dict[str, Any]:
             "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
             "n_layers": {"type": "int", "low": 1, "high": 4},
             "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128, 256]},
+            "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            # A conditional space: momentum only for SGD, a width for each layer there is.
+            "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": ["sgd"]}},
+            "width_l1": _width(1),
+            "width_l2": _width(2),
+            "width_l3": _width(3),
+            "width_l4": _width(4),
         },
         "sampler": {"name": "tpe", "options": {"n_startup_trials": 6, "seed": 0}},
         "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 3}},

@@ -14,7 +14,10 @@
         optimize(client, "digits-mlp", objective, n_trials=20)
 
 A heartbeat thread keeps each trial's lease alive while the objective runs. The objective's
-exceptions fail the trial (and are raised again unless listed in ``catch``).
+exceptions fail the trial (and are raised again unless listed in ``catch``); an out-of-memory
+error (a ``RuntimeError`` saying "out of memory", as ``torch.cuda.OutOfMemoryError`` does) fails
+it with the reason ``oom``, which a study's sampler learns to avoid (``infeasible_failures``).
+A study that declares ``constraints`` gets their values from ``trial.set_constraint``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ClientTrial:
     lease: Lease
     client: HPOClient
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
 
     @property
     def number(self) -> int:
@@ -63,6 +67,10 @@ class ClientTrial:
 
     def set_user_attr(self, key: str, value: Any) -> None:
         self.user_attrs[key] = value
+
+    def set_constraint(self, key: str, value: float) -> None:
+        """One of the study's declared constraint values (<= 0 is feasible), sent on complete."""
+        self.constraints[key] = float(value)
 
 
 def optimize(
@@ -130,7 +138,7 @@ def _evaluate(
                 lease.trial_id,
                 lease.token,
                 state="failed",
-                reason=repr(exc)[:2000],
+                reason=_failure_reason(exc),
                 user_attrs=trial.user_attrs,
             )
             if isinstance(exc, catch):
@@ -143,5 +151,14 @@ def _evaluate(
         lease.token,
         values=values,
         user_attrs=trial.user_attrs,
+        constraints=trial.constraints or None,
         next_worker_id=next_worker,
     )
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """``oom`` for an out-of-memory error (the reason the worker's tasks use), else the
+    exception as ``repr`` shows it."""
+    if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+        return "oom"
+    return repr(exc)[:2000]

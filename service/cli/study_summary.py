@@ -63,6 +63,8 @@ def _trial_row(trial: dict[str, Any], names: list[str]) -> list[object]:
         note = trial["fail_reason"] or ""
     elif trial["state"] == "running":
         note = trial["worker_id"] or ""
+    elif trial.get("feasible") is False:
+        note = "infeasible: " + _violated(trial.get("constraints") or {})
     else:
         note = ""
     return [
@@ -73,6 +75,11 @@ def _trial_row(trial: dict[str, Any], names: list[str]) -> list[object]:
         None if trial["duration_s"] is None else f"{trial['duration_s']:.1f}",
         note,
     ]
+
+
+def _violated(constraints: dict[str, Any]) -> str:
+    """The constraint values above 0 (a trial with one is never the best)."""
+    return ", ".join(f"{k}={cell(v)}" for k, v in constraints.items() if v > 0)
 
 
 def _objectives(study: dict[str, Any]) -> list[str]:

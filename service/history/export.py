@@ -2,7 +2,9 @@
 
 CSV has one column per parameter (``params_<name>``, search-space order first) and per user
 attribute (``user_attrs_<key>``, JSON for anything but a string, number or boolean); values are
-``value`` for one objective, ``values_<i>`` for several. JSON Lines has one ``TrialOut`` per line.
+``value`` for one objective, ``values_<i>`` for several. A parameter a trial does not hold (one
+whose ``when`` is false for it in a conditional space) is an empty cell. JSON Lines has one
+``TrialOut`` per line, whose ``params`` hold the trial's parameters only.
 """
 
 from __future__ import annotations

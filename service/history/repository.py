@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from service.states import OptunaTrialState
+from service.trials.repository.reads import FEASIBLE
 from service.trials.repository.rows import RawParams, TrialRow
 
 # One stored objective value / intermediate value as float8, infinities (and NaN) restored.
@@ -34,8 +35,8 @@ _VALUES_ARRAY = (
 
 def _trial_columns(intermediate: bool) -> str:
     """The columns of a :class:`TrialRow`, for ``trials t`` joined with ``hpo_trials h``. Of
-    the system attributes only ``fixed_params`` is read: the parameters of a trial enqueued and
-    not started yet (the API shows no other)."""
+    the system attributes only ``fixed_params`` (the parameters of a trial enqueued and not
+    started yet) and the constraint values are read: the API shows no other."""
     curve = (
         """(SELECT json_agg(json_build_array(i.step, i.intermediate_value,
                                              i.intermediate_value_type) ORDER BY i.step)
@@ -56,7 +57,9 @@ def _trial_columns(intermediate: bool) -> str:
            FROM trial_user_attributes a WHERE a.trial_id = t.trial_id) AS user_attrs,
         (SELECT json_object_agg(a.key, a.value_json)
            FROM trial_system_attributes a
-          WHERE a.trial_id = t.trial_id AND a.key = 'fixed_params') AS system_attrs,
+          WHERE a.trial_id = t.trial_id
+            AND (a.key IN ('fixed_params', 'constraints')
+                 OR starts_with(a.key, 'constraints:'))) AS system_attrs,
         {curve} AS intermediate
     """
 
@@ -92,7 +95,7 @@ _ACTIVITY = text(
       LEFT JOIN LATERAL (
            SELECT t.number, {_VALUE} AS value
              FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
-            WHERE t.study_id = s.study_id AND t.state = 'COMPLETE'
+            WHERE t.study_id = s.study_id AND t.state = 'COMPLETE' AND {FEASIBLE}
               AND s.study_id = ANY(CAST(:single AS int[]))
             ORDER BY CASE WHEN s.study_id = ANY(CAST(:maximize AS int[]))
                           THEN -({_VALUE}) ELSE {_VALUE} END, t.number
@@ -126,13 +129,14 @@ _COMPLETE_VALUES = text(
     f"""
     SELECT t.study_id, {_VALUES_ARRAY} AS vals
       FROM trials t
-     WHERE t.study_id = ANY(CAST(:ids AS int[])) AND t.state = 'COMPLETE'
+     WHERE t.study_id = ANY(CAST(:ids AS int[])) AND t.state = 'COMPLETE' AND {FEASIBLE}
     """
 )
 
 
 def complete_values(conn: Connection, ids: Sequence[int]) -> dict[int, list[list[float]]]:
-    """The values of every complete trial of the studies in ``ids`` (for Pareto fronts)."""
+    """The values of every feasible complete trial of the studies in ``ids`` (for Pareto
+    fronts)."""
     out: dict[int, list[list[float]]] = {study_id: [] for study_id in ids}
     for row in conn.execute(_COMPLETE_VALUES, {"ids": list(ids)}):
         if row.vals is not None:
@@ -153,12 +157,13 @@ class FinishedTrial:
     datetime_start: dt.datetime | None
     datetime_complete: dt.datetime | None
     values: list[float] | None  # by objective; None unless it stored values
+    feasible: bool = True  # False for a trial with a constraint value above 0
 
 
 _HISTORY = text(
     f"""
     SELECT t.trial_id, t.number, t.state::text AS state, t.datetime_start, t.datetime_complete,
-           {_VALUES_ARRAY} AS vals
+           {_VALUES_ARRAY} AS vals, {FEASIBLE} AS feasible
       FROM trials t
      WHERE t.study_id = :study_id AND t.state IN ('COMPLETE', 'PRUNED', 'FAIL')
        AND t.number > :after
@@ -181,6 +186,7 @@ def finished_trials(
             datetime_start=r.datetime_start,
             datetime_complete=r.datetime_complete,
             values=None if r.vals is None else list(r.vals),
+            feasible=r.feasible,
         )
         for r in conn.execute(_HISTORY, params)
     ]

@@ -53,6 +53,10 @@ class HistoryPointOut(BaseModel):
         description="per objective, the best value of the complete trials numbered up to this"
         " one (each objective on its own); null before the first complete trial"
     )
+    feasible: bool = Field(
+        default=True,
+        description="false for a trial with a constraint value above 0 (never the best)",
+    )
     datetime_start: dt.datetime | None
     datetime_complete: dt.datetime | None
     duration_s: float | None

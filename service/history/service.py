@@ -129,8 +129,9 @@ class HistoryService:
     # ---- optimization history ----
 
     def history(self, study_id: int, cursor: str | None, limit: int) -> Page[HistoryPointOut]:
-        """Finished trials in number order with the best value so far of each objective. The
-        cursor carries the best values, so every page continues them exactly."""
+        """Finished trials in number order with the best value so far of each objective
+        (infeasible trials never count). The cursor carries the best values, so every page
+        continues them exactly."""
         kind = f"history:{study_id}"
         key = _model_key(cursor, kind, _HistoryKey) or _HistoryKey(n=-1)
         with self._uow.read() as conn:
@@ -142,7 +143,7 @@ class HistoryService:
         items = []
         for row in rows[:limit]:
             values = row.values if row.state == "COMPLETE" and row.values else None
-            if values is not None:
+            if values is not None and row.feasible:
                 best = _improve(best, values, directions)
             items.append(_history_point(row, values, best))
         next_cursor = None
@@ -293,6 +294,7 @@ def _history_point(
         state=API_STATE[row.state],
         values=[_finite(v) for v in values] if values is not None else None,
         best_values=[_finite(v) for v in best] if best is not None else None,
+        feasible=row.feasible,
         datetime_start=start,
         datetime_complete=end,
         duration_s=(end - start).total_seconds() if start and end else None,

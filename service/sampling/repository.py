@@ -52,7 +52,7 @@ TRIAL_AGGREGATES = """
 
 CHANGED_TRIALS_SQL = f"""
     SELECT t.trial_id, t.number, t.state::text AS state, t.datetime_start, t.datetime_complete,
-           h.attempt, h.queued_at, h.lease_token IS NOT NULL AS leased,
+           h.attempt, h.queued_at, h.lease_token IS NOT NULL AS leased, h.fail_reason,
            {TRIAL_AGGREGATES}
       FROM hpo_trials h JOIN trials t ON t.trial_id = h.trial_id
      WHERE h.study_id = :study_id AND h.change_xid >= :cursor
@@ -71,6 +71,7 @@ class ChangedTrial(TypedDict):
     attempt: int
     queued_at: str | None
     leased: bool
+    fail_reason: str | None
     params: list[list[Any]] | None
     trial_values: list[list[Any]] | None
     intermediate: list[list[Any]] | None

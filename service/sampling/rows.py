@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.distributions import BaseDistribution, json_to_distribution
@@ -70,3 +71,77 @@ def decode_attrs(raw: dict[str, str] | None) -> dict[str, Any]:
 
 def _first(row: list[Any]) -> Any:
     return row[0]
+
+
+# ---- constraints and infeasible evidence ----
+
+# Optuna 5 keeps each constraint value in the trial system attribute "constraints:<name>" (what
+# ``Trial.set_constraint`` writes); older clients wrote one list under "constraints". Samplers
+# (TPE, GP, NSGA-II/III) and ``Study.best_trials`` read both through ``FrozenTrial.constraints``.
+CONSTRAINT_PREFIX = "constraints:"
+LEGACY_CONSTRAINTS_KEY = "constraints"
+# The one constraint the sampler's view gives a study that declares none but learns from failures.
+FAILURE_CONSTRAINT = "hpo_failure"
+VIOLATED = 1.0
+
+
+def is_constraint_key(key: str) -> bool:
+    """Whether a trial system attribute holds constraint values (either format)."""
+    return key == LEGACY_CONSTRAINTS_KEY or key.startswith(CONSTRAINT_PREFIX)
+
+
+def constraint_attrs(values: Mapping[str, float]) -> dict[str, float]:
+    """The trial system attributes that store ``values`` the way Optuna does."""
+    return {f"{CONSTRAINT_PREFIX}{name}": float(value) for name, value in values.items()}
+
+
+def constraint_values(system_attrs: Mapping[str, Any]) -> dict[str, float]:
+    """A trial's constraint values from its decoded system attributes (both formats)."""
+    found = {str(i): float(v) for i, v in enumerate(system_attrs.get(LEGACY_CONSTRAINTS_KEY) or ())}
+    for key, value in system_attrs.items():
+        if key.startswith(CONSTRAINT_PREFIX):
+            found[key[len(CONSTRAINT_PREFIX) :]] = float(value)
+    return found
+
+
+def feasible(system_attrs: Mapping[str, Any]) -> bool | None:
+    """True/False for a trial that carries constraint values (all <= 0 is feasible), else None."""
+    values = constraint_values(system_attrs)
+    return all(v <= 0 for v in values.values()) if values else None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the sampler's view of one study makes of its trials.
+
+    * ``constraints``: the names the study declares; a complete trial carries their values.
+    * ``infeasible_failures``: a FAIL trial with one of these reasons is shown to the sampler as
+      a COMPLETE trial whose every constraint is violated (``VIOLATED``), whose values are the
+      worst possible (``+inf`` minimised, ``-inf`` maximised: TPE and NSGA-II rank infeasible
+      trials by violation only, GP clips infinities to the worst finite value seen) and without
+      intermediate values (pruners do not count it). With no declared constraints, the view adds
+      one synthetic constraint, ``FAILURE_CONSTRAINT``: 0 on every complete trial, violated on
+      evidence, so every trial a GP sampler sees has the same constraints.
+
+    The view only: the database keeps the trial FAIL with its reason.
+    """
+
+    directions: tuple[str, ...]
+    constraints: tuple[str, ...] = ()
+    infeasible_failures: frozenset[str] = frozenset()
+
+    def is_evidence(self, state: str, fail_reason: str | None) -> bool:
+        return state == "FAIL" and fail_reason in self.infeasible_failures
+
+    def worst_values(self) -> list[float]:
+        return [math.inf if d == "minimize" else -math.inf for d in self.directions]
+
+    def violated(self) -> dict[str, float]:
+        names = self.constraints or (FAILURE_CONSTRAINT,)
+        return constraint_attrs(dict.fromkeys(names, VIOLATED))
+
+    def synthetic_feasible(self) -> dict[str, float]:
+        """What a complete trial gets in the view when the study declares no constraints."""
+        if self.constraints or not self.infeasible_failures:
+            return {}
+        return constraint_attrs({FAILURE_CONSTRAINT: 0.0})

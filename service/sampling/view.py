@@ -19,20 +19,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from service.observability.metrics import time_sampling
 from service.sampling import repository as repo
-from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
+from service.sampling.rows import (
+    Evidence,
+    decode_attrs,
+    decode_intermediate,
+    decode_params,
+    decode_values,
+)
 from service.sampling.view_storage import Journal, ViewStorage
 from service.spec import (
+    ActiveSpace,
     PrunerSpec,
     SamplerSpec,
     SearchSpace,
@@ -55,6 +57,9 @@ class StudyDefinition:
     sampler: SamplerSpec
     pruner: PrunerSpec
     task: dict[str, Any] | None
+    # Declared constraint names, and failure reasons the sampler sees as infeasible points.
+    constraints: tuple[str, ...] = ()
+    infeasible_failures: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class StudyView:
         )
         self.pruner = build_pruner(definition.pruner, definition.directions)
         self.distributions = to_distributions(definition.search_space)
+        self.active = ActiveSpace(definition.search_space)
         self._continuous = any(
             isinstance(d, FloatDistribution) and d.step is None for d in self.distributions.values()
         )
@@ -130,7 +136,7 @@ class StudyView:
 
     def _apply(self, row: Mapping[str, Any]) -> None:
         trial_id = row["trial_id"]
-        trial = _frozen_trial(row)
+        trial = _frozen_trial(row, self.definition)
         self.storage.put_trial(trial_id, trial)
         if trial.params:
             self._points.add(_point(trial.params))
@@ -163,7 +169,7 @@ class StudyView:
             if never_started and not budget_left:
                 continue
             trial = self.storage.get_trial(trial_id)
-            needs_sampling = set(trial.params) != set(self.distributions)
+            needs_sampling = self.active.incomplete(trial.params)
             return Handout("queued", trial_id, needs_sampling)
         return Handout("new") if budget_left else NoHandout("budget_spent")
 
@@ -192,9 +198,9 @@ class StudyView:
         else:
             working_id = trial_id
             self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-        trial = optuna.Trial(study, working_id)
-        for name, distribution in self.distributions.items():
-            _suggest(trial, name, distribution)
+        # Parents first; a conditional parameter only when its condition holds for the values
+        # already suggested (a queued trial's fixed values included).
+        self.active.suggest(optuna.Trial(study, working_id))
         frozen = self.storage.get_trial(working_id)
         if trial_id is None:
             self.storage.drop_trial(working_id)
@@ -233,25 +239,24 @@ def _point(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(params.items()))
 
 
-def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
-    if isinstance(distribution, FloatDistribution):
-        trial.suggest_float(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    elif isinstance(distribution, IntDistribution):
-        trial.suggest_int(
-            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
-        )
-    elif isinstance(distribution, CategoricalDistribution):
-        trial.suggest_categorical(name, distribution.choices)
-    else:  # pragma: no cover - the spec only produces the three kinds above
-        raise TypeError(f"unsupported distribution {distribution!r}")
-
-
-def _frozen_trial(row: Mapping[str, Any]) -> FrozenTrial:
+def _frozen_trial(row: Mapping[str, Any], definition: StudyDefinition | None = None) -> FrozenTrial:
+    """The trial as the study's sampler sees it. With ``definition``, a FAIL trial whose reason
+    the study counts as infeasible becomes infeasible evidence (see
+    :class:`~service.sampling.rows.Evidence`; in this view only)."""
     params, distributions = decode_params(row["params"])
     state = TrialState[row["state"]]
     values = decode_values(row["trial_values"]) if state == TrialState.COMPLETE else None
+    system_attrs = decode_attrs(row["system_attrs"])
+    intermediate = decode_intermediate(row["intermediate"])
+    if definition is not None and (definition.constraints or definition.infeasible_failures):
+        evidence = Evidence(
+            tuple(definition.directions), definition.constraints, definition.infeasible_failures
+        )
+        if evidence.is_evidence(row["state"], row.get("fail_reason")):
+            state, values, intermediate = TrialState.COMPLETE, evidence.worst_values(), {}
+            system_attrs = {**system_attrs, **evidence.violated()}
+        elif state == TrialState.COMPLETE:
+            system_attrs = {**evidence.synthetic_feasible(), **system_attrs}
     return FrozenTrial(
         number=row["number"],
         state=state,
@@ -262,8 +267,8 @@ def _frozen_trial(row: Mapping[str, Any]) -> FrozenTrial:
         params=params,
         distributions=distributions,
         user_attrs=decode_attrs(row["user_attrs"]),
-        system_attrs=decode_attrs(row["system_attrs"]),
-        intermediate_values=decode_intermediate(row["intermediate"]),
+        system_attrs=system_attrs,
+        intermediate_values=intermediate,
         trial_id=row["trial_id"],
     )
 

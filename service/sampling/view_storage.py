@@ -4,8 +4,10 @@ Optuna's samplers and pruners read a study through ``BaseStorage``. This impleme
 those reads from memory (the view, kept in step with PostgreSQL by ``StudyView.apply_changes``) and
 records every write a sampler or pruner makes (``set_trial_system_attr`` for CMA-ES, NSGA-II,
 grid and TPE's constant liar, ``set_study_system_attr`` for QMC and NSGA-II, parameters of the
-trial being sampled) in a :class:`Journal`. The caller persists the journal in the same
-transaction as the trial it belongs to, so the database stays the only source of truth.
+trial being sampled) in a :class:`Journal`. States are never journaled, nor constraint values
+(the view may present a failed trial as infeasible evidence; the database keeps it failed). The
+caller persists the journal in the same transaction as the trial it belongs to, so the database
+stays the only source of truth.
 
 Not thread-safe: ``StudyView`` serialises all use with its lock.
 """
@@ -26,6 +28,8 @@ from optuna.study import StudyDirection
 # BaseStorage.get_all_studies returns FrozenStudy objects, a class no public module exports.
 from optuna.study._frozen import FrozenStudy  # private-ok: BaseStorage's own return type
 from optuna.trial import FrozenTrial, TrialState
+
+from service.sampling.rows import is_constraint_key
 
 # Provisional trials (being sampled, not yet in the database) get negative ids.
 _FIRST_PROVISIONAL_ID = -1
@@ -304,10 +308,14 @@ class ViewStorage(BaseStorage):
         self.journal.trial_user_attrs.setdefault(trial_id, {})[key] = value
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        """Recorded in the journal, except constraint values: those come from complete calls
+        only (the view may show a failed trial as infeasible evidence, see
+        :class:`~service.sampling.rows.Evidence`, and that must never reach the database)."""
         trial = copy.copy(self._trial(trial_id))
         trial.system_attrs = {**trial.system_attrs, key: value}
         self.put_trial(trial_id, trial)
-        self.journal.trial_system_attrs.setdefault(trial_id, {})[key] = value
+        if not is_constraint_key(key):
+            self.journal.trial_system_attrs.setdefault(trial_id, {})[key] = value
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         return self._trial(trial_id)

@@ -5,6 +5,12 @@ refused with :class:`~service.errors.SpecError`, whose ``details`` list ``{"loc"
 entries pointing at the offending JSON field.
 """
 
+from service.spec.conditions import (
+    ActiveSpace,
+    check_params,
+    is_conditional,
+    parse_search_space,
+)
 from service.spec.details import Detail
 from service.spec.grid import MAX_GRID_POINTS, grid_points
 from service.spec.pruners import PRUNER_NAMES, PrunerName, PrunerSpec, build_pruner
@@ -23,11 +29,10 @@ from service.spec.search_space import (
     IntParam,
     InvalidValue,
     ParamSpec,
+    RangeCondition,
     SearchSpace,
-    check_params,
     grid_size,
     normalize_value,
-    parse_search_space,
     to_distribution,
     to_distributions,
 )
@@ -39,6 +44,7 @@ __all__ = [
     "MAX_PARAMS",
     "PRUNER_NAMES",
     "SAMPLER_NAMES",
+    "ActiveSpace",
     "CategoricalParam",
     "Detail",
     "Direction",
@@ -48,6 +54,7 @@ __all__ = [
     "ParamSpec",
     "PrunerName",
     "PrunerSpec",
+    "RangeCondition",
     "SamplerName",
     "SamplerSpec",
     "SearchSpace",
@@ -58,6 +65,7 @@ __all__ = [
     "grid_point_count",
     "grid_points",
     "grid_size",
+    "is_conditional",
     "normalize_value",
     "parse_search_space",
     "to_distribution",

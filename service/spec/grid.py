@@ -33,8 +33,20 @@ def grid_points(given: Mapping[str, Any] | None, space: Space) -> dict[str, list
     ``given`` (the ``search_space`` option, already type-checked) must list distinct, valid
     values for exactly the parameters of ``space``; when it is ``None`` every parameter
     contributes all its values, which needs a finite space. Raises SpecError, also when the
-    grid has more than :data:`MAX_GRID_POINTS` points.
+    grid has more than :data:`MAX_GRID_POINTS` points, and for a conditional space (Optuna's
+    grid sampler visits a fixed grid: every parameter in every trial).
     """
+    raise_details(
+        [
+            detail(
+                ["search_space", name, "when"],
+                "the grid sampler needs every parameter in every trial (Optuna's GridSampler "
+                "visits a fixed grid); drop `when`, or use 'tpe' or 'random'",
+            )
+            for name, spec in space.items()
+            if spec.when
+        ]
+    )
     if given is None:
         return _default_grid(space)
     points = _given_grid(given, space)

@@ -12,10 +12,35 @@
   (``uniform``, ``blxalpha``, ``sbx``, ``vsbx``, ``undx``, ``spx``; each with its defaults,
   ``uniform`` with ``swapping_prob``).
 
+Conditional spaces (parameters with ``when``, see :mod:`service.spec.conditions`): a trial
+holds only its active parameters, and each sampler does what Optuna's does with parameters that
+come and go:
+
+* ``tpe``: on a conditional space ``multivariate`` defaults to True (Optuna 5's own default
+  only for one objective) and ``group`` to ``multivariate`` (Optuna's mode for such spaces:
+  the trials are split into groups of parameters that occur together, and each group is
+  sampled jointly). With ``multivariate=false`` each parameter is sampled on its own from the
+  trials that have it; with ``group=false`` only the parameters every trial has are sampled
+  jointly.
+* ``random``: every active parameter independently.
+* ``gp``, ``nsga2``: the parameters every trial so far has (Optuna's intersection search
+  space) are sampled relatively; the others by the sampler's independent fallback (random).
+* ``qmc``: the parameters of the study's first trial follow the QMC sequence; the others are
+  sampled at random, and Optuna logs a warning for each (``warn_independent_sampling``).
+* ``cmaes``: refused (CMA-ES needs a fixed space; Optuna's sampler would sample the
+  conditional parameters at random, and everything at random once its modelled space changes).
+* ``grid``: refused (Optuna's grid sampler visits a fixed grid, see :mod:`service.spec.grid`).
+
 Each name builds Optuna's class itself, unmodified; the server runs it on the study's
 in-memory view (:class:`~service.sampling.view_storage.ViewStorage`). A ``tpe`` study with a
 ``seed`` therefore suggests what ``TPESampler`` with that seed suggests on Optuna's own storage
 holding the same trials.
+
+Constraints need no ``constraints_func`` (refused: it is a Python object, and deprecated since
+Optuna 5): Optuna 5's TPE, GP and NSGA-II read each trial's constraint values from its system
+attributes (``FrozenTrial.constraints``), where the service stores a study's declared
+constraints and the view puts its infeasible evidence (:class:`~service.sampling.rows.Evidence`).
+Only those (``CONSTRAINT_AWARE``) get evidence; the others see failed trials as Optuna shows them.
 
 ``constant_liar`` defaults to True for TPE because the service evaluates trials in parallel:
 running trials are then treated as bad results, so concurrent workers do not all get the
@@ -55,6 +80,7 @@ from optuna.samplers.nsgaii import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.spec.conditions import is_conditional
 from service.spec.details import detail, fail, raise_details
 from service.spec.grid import grid_points
 from service.spec.options import (
@@ -72,6 +98,8 @@ from service.spec.search_space import CategoricalParam, InvalidValue, ParamSpec,
 
 SamplerName = Literal["tpe", "random", "gp", "cmaes", "qmc", "grid", "nsga2"]
 SAMPLER_NAMES: tuple[SamplerName, ...] = get_args(SamplerName)
+# The samplers that read trials' constraint values (Optuna 5's FrozenTrial.constraints).
+CONSTRAINT_AWARE: frozenset[SamplerName] = frozenset({"tpe", "gp", "nsga2"})
 
 CrossoverName = Literal["uniform", "blxalpha", "sbx", "vsbx", "undx", "spx"]
 _CROSSOVERS: dict[str, Callable[[], BaseCrossover]] = {
@@ -106,10 +134,15 @@ class _Entry:
     rules: OptionRules
     prepare: Prepare = _unchanged
     multi_objective: bool = True
+    conditional: bool = True
 
 
 def _tpe_defaults(kwargs: dict[str, Any], space: Space) -> dict[str, Any]:
-    return {"constant_liar": True, **kwargs}
+    defaults: dict[str, Any] = {"constant_liar": True}
+    if is_conditional(space):
+        multivariate = kwargs.get("multivariate", True)
+        defaults |= {"multivariate": multivariate, "group": kwargs.get("group", multivariate)}
+    return {**defaults, **kwargs}
 
 
 def _require_torch(kwargs: dict[str, Any], space: Space) -> dict[str, Any]:
@@ -222,6 +255,7 @@ _REGISTRY: dict[SamplerName, _Entry] = {
         ),
         prepare=_cmaes_x0,
         multi_objective=False,
+        conditional=False,
     ),
     "qmc": _Entry(
         _rules(
@@ -264,10 +298,10 @@ def sampler_rules(name: SamplerName) -> OptionRules:
 def build_sampler(spec: SamplerSpec, space: Space, directions: Sequence[str]) -> BaseSampler:
     """Build the Optuna sampler ``spec`` describes for a study over ``space``.
 
-    ``space`` must be validated (see :func:`~service.spec.search_space.parse_search_space`).
+    ``space`` must be validated (see :func:`~service.spec.conditions.parse_search_space`).
     Raises :class:`~service.errors.SpecError` for unknown or ill-typed options, options that
-    need Python objects, a sampler that cannot handle ``len(directions)`` objectives, and
-    anything Optuna's constructor refuses.
+    need Python objects, a sampler that cannot handle ``len(directions)`` objectives or a
+    conditional space, and anything Optuna's constructor refuses.
     """
     entry = _REGISTRY[spec.name]
     if len(directions) > 1 and not entry.multi_objective:
@@ -275,6 +309,13 @@ def build_sampler(spec: SamplerSpec, space: Space, directions: Sequence[str]) ->
             ["sampler", "name"],
             f"the {spec.name!r} sampler supports single-objective studies only; "
             f"this study has {len(directions)} objectives (use 'tpe', 'nsga2', 'gp' or 'random')",
+        )
+    if not entry.conditional and is_conditional(space):
+        raise fail(
+            ["sampler", "name"],
+            f"the {spec.name!r} sampler needs a fixed search space (every parameter in every "
+            "trial); this space has parameters with `when` (use 'tpe', 'random', 'gp', 'qmc' "
+            "or 'nsga2')",
         )
     kwargs = entry.prepare(check_options(entry.rules, spec.options), space)
     return cast(BaseSampler, construct(entry.rules, kwargs))

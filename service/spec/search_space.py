@@ -5,6 +5,12 @@ JSON shapes (clients depend on these names)::
     {"type": "float", "low": 1e-5, "high": 0.1, "log": true, "step": null}
     {"type": "int", "low": 1, "high": 6, "log": false, "step": 1}
     {"type": "categorical", "choices": [16, 32, "a", true, 0.5]}
+    {"type": "float", "low": 0.0, "high": 0.99, "when": {"optimizer": ["sgd"]}}
+    {"type": "int", "low": 16, "high": 1024, "when": {"n_layers": {"min": 3}}}
+
+Any parameter may carry ``when``: the values of other parameters under which it exists (see
+:mod:`service.spec.conditions`, which checks conditions across the space and decides which
+parameters a trial holds). This module owns one parameter at a time.
 
 Contract: every space these models accept is accepted by Optuna's distributions without a
 warning or an adjustment, so what the user wrote is exactly what is sampled. In particular we
@@ -12,9 +18,10 @@ refuse, where Optuna would silently lower ``high``, a range that is not a whole 
 steps, and choices that Optuna cannot tell apart (``1``, ``1.0`` and ``true`` are equal in
 Python, so Optuna would map them to the same index).
 
-Validation happens in pydantic (a model typed :data:`SearchSpace` is fully validated by
-FastAPI); :func:`parse_search_space` does the same for raw data and raises
-:class:`~service.errors.SpecError` with one detail per problem.
+Validation of each parameter happens in pydantic (FastAPI validates a model typed
+:data:`SearchSpace` parameter by parameter); :func:`validate_params` does the same for raw
+data and raises :class:`~service.errors.SpecError` with one detail per problem. What spans
+parameters (``when``) is checked by :func:`service.spec.conditions.parse_search_space`.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     Strict,
     StringConstraints,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -95,7 +104,69 @@ Choice = Annotated[
 ``1`` an int and ``1.0`` a float."""
 
 
+def _one_bound(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("bound_type", "a bound must be a finite number") from None
+
+
+Bound = Annotated[ExactInt | FiniteFloat, WrapValidator(_one_bound)]
+"""A range's bound: a JSON number (not a boolean), kept as sent (``3`` stays an int)."""
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class RangeCondition(BaseModel):
+    """A numeric parent's values, ``min <= value <= max`` (either bound may be left out)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: Bound | None = Field(default=None, exclude_if=_is_none)
+    max: Bound | None = Field(default=None, exclude_if=_is_none)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        if self.min is None and self.max is None:
+            raise rule_error("min", "a range needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise rule_error("min", f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+def _condition_form(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "values"
+    if isinstance(value, dict | RangeCondition):
+        return "range"
+    return None
+
+
+Condition = Annotated[
+    Annotated[Annotated[list[Choice], Field(min_length=1, max_length=MAX_CHOICES)], Tag("values")]
+    | Annotated[RangeCondition, Tag("range")],
+    Discriminator(
+        _condition_form,
+        custom_error_type="condition_type",
+        custom_error_message="a condition is a list of values (categorical parent) or a range "
+        '{"min": ..., "max": ...} (int or float parent)',
+    ),
+]
+"""What a parent must be for a conditional parameter to exist: one of the listed values (a
+categorical parent) or within a range (an int or float parent)."""
+
+CONDITION_FORMS = ("values", "range")
+
+When = Annotated[dict[str, Condition], Field(min_length=1, max_length=MAX_PARAMS)]
+"""Parent name -> condition; every condition must hold (several keys mean all of them)."""
+
+
 class _Param(BaseModel):
+    """A parameter; ``when`` is left out of dumps when absent, so an unconditional space reads
+    back exactly as before."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -107,6 +178,7 @@ class FloatParam(_Param):
     high: FiniteFloat
     log: Annotated[bool, Strict()] = False
     step: FiniteFloat | None = None
+    when: When | None = Field(default=None, exclude_if=_is_none)
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
@@ -122,6 +194,7 @@ class IntParam(_Param):
     high: ExactInt
     log: Annotated[bool, Strict()] = False
     step: ExactInt = 1
+    when: When | None = Field(default=None, exclude_if=_is_none)
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
@@ -135,6 +208,7 @@ class CategoricalParam(_Param):
 
     type: Literal["categorical"] = "categorical"
     choices: list[Choice] = Field(max_length=MAX_CHOICES)
+    when: When | None = Field(default=None, exclude_if=_is_none)
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
@@ -226,7 +300,9 @@ def _choice_problems(choices: list[Any]) -> list[Problem]:
     for choice in choices:
         if choice in seen:
             first = seen[choice]
-            message = f"choices must be distinct: {_show(first)} and {_show(choice)} are equal"
+            message = (
+                f"choices must be distinct: {show_json(first)} and {show_json(choice)} are equal"
+            )
             return [("choices", message)]
         seen[choice] = choice
     return []
@@ -243,12 +319,13 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def parse_search_space(raw: object, loc: Loc = ("search_space",)) -> dict[str, ParamSpec]:
-    """Validate decoded JSON (or a dict of param models) into a search space.
+def validate_params(raw: object, loc: Loc = ("search_space",)) -> dict[str, ParamSpec]:
+    """Validate decoded JSON (or a dict of param models) parameter by parameter.
 
     Raises :class:`~service.errors.SpecError` with one detail per problem, each located under
     ``loc`` (for example ``["search_space", "lr", "low"]``). Already-built param models are
-    accepted as they are, so calling this on a validated space is cheap.
+    accepted as they are, so calling this on a validated space is cheap. Conditions between
+    parameters are not checked here (see :func:`service.spec.conditions.parse_search_space`).
     """
     try:
         return _SPACE_ADAPTER.validate_python(raw)
@@ -258,11 +335,14 @@ def parse_search_space(raw: object, loc: Loc = ("search_space",)) -> dict[str, P
 
 
 def _without_union_tag(item: Detail, depth: int) -> Detail:
-    """Drop the ``"float"``/``"int"``/``"categorical"`` step pydantic adds after the name."""
-    loc = item["loc"]
+    """Drop the steps pydantic adds for a union's member: ``"float"``/``"int"``/
+    ``"categorical"`` after the name, ``"values"``/``"range"`` after a condition's parent."""
+    loc = list(item["loc"])
     if len(loc) > depth + 1 and loc[depth + 1] in PARAM_TYPES:
-        return detail([*loc[: depth + 1], *loc[depth + 2 :]], item["msg"])
-    return item
+        del loc[depth + 1]
+    if len(loc) > depth + 3 and loc[depth + 1] == "when" and loc[depth + 3] in CONDITION_FORMS:
+        del loc[depth + 3]
+    return detail(loc, item["msg"])
 
 
 def to_distribution(spec: ParamSpec) -> BaseDistribution:
@@ -279,15 +359,12 @@ def to_distributions(space: Mapping[str, ParamSpec]) -> dict[str, BaseDistributi
     return {name: to_distribution(spec) for name, spec in space.items()}
 
 
-def check_params(
-    space: Mapping[str, ParamSpec], params: Mapping[str, Any], *, partial: bool
-) -> dict[str, Any]:
-    """Validate user-supplied values (e.g. a configuration to enqueue) against ``space``.
+def check_values(space: Mapping[str, ParamSpec], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate user-supplied values one by one (unknown names, :func:`normalize_value`).
 
-    Refuses unknown names and every value :func:`normalize_value` refuses. Unless
-    ``partial``, every parameter of the space must be given. Raises
-    :class:`~service.errors.SpecError` listing every problem (``loc`` is ``["params", name]``);
-    otherwise returns the normalized values.
+    Returns the normalized values, or raises :class:`~service.errors.SpecError` listing every
+    problem (``loc`` is ``["params", name]``). Which parameters must or may be given is
+    :func:`service.spec.conditions.check_params`'s business.
     """
     details: list[Detail] = []
     normalized: dict[str, Any] = {}
@@ -300,8 +377,6 @@ def check_params(
             normalized[name] = normalize_value(spec, value)
         except InvalidValue as exc:
             details.append(detail(["params", name], str(exc)))
-    if not partial:
-        details += [detail(["params", n], "a value is required") for n in space if n not in params]
     raise_details(details)
     return normalized
 
@@ -365,10 +440,16 @@ def _normalize_int(spec: IntParam, value: Any) -> int:
 
 
 def _normalize_choice(spec: CategoricalParam, value: Any) -> Any:
-    for choice in spec.choices:
+    return spec.choices[choice_index(spec, value)]
+
+
+def choice_index(spec: CategoricalParam, value: Any) -> int:
+    """The index of the choice ``value`` is (same kind: ``true`` is not ``1``), or
+    :class:`InvalidValue`."""
+    for index, choice in enumerate(spec.choices):
         if isinstance(choice, bool) == isinstance(value, bool) and _same_choice(choice, value):
-            return choice
-    raise InvalidValue(f"{_show(value)} is not one of the choices {_show(spec.choices)}")
+            return index
+    raise InvalidValue(f"{show_json(value)} is not one of the choices {show_json(spec.choices)}")
 
 
 def _same_choice(choice: Any, value: Any) -> bool:
@@ -377,7 +458,7 @@ def _same_choice(choice: Any, value: Any) -> bool:
     return isinstance(value, int | float) and bool(choice == value)
 
 
-def _show(value: Any) -> str:
+def show_json(value: Any) -> str:
     """``value`` as the client wrote it (JSON), e.g. ``true`` rather than ``True``."""
     try:
         return json.dumps(value)

@@ -3,7 +3,9 @@
 :func:`check_study` applies the rules we know (objective counts, grid budgets) and then asks
 Optuna itself with a *dry run*: an in-memory study with the real sampler and pruner asks a
 trial over the real distributions, tells it a value, asks again, and (single-objective only)
-reports an intermediate value and asks the pruner. Whatever Optuna refuses there becomes a
+reports an intermediate value and asks the pruner. Each trial suggests its parameters as the
+server does (:class:`~service.spec.conditions.ActiveSpace`: parents first, only the active
+ones). Whatever Optuna refuses there becomes a
 :class:`~service.errors.SpecError` carrying Optuna's message.
 
 The dry run is silent: Optuna's log records from the calling
@@ -31,10 +33,11 @@ from optuna.samplers import BaseSampler
 from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 
+from service.spec.conditions import ActiveSpace, parse_search_space
 from service.spec.details import fail
 from service.spec.pruners import PrunerSpec, build_pruner
 from service.spec.samplers import SamplerSpec, build_sampler, grid_point_count
-from service.spec.search_space import ParamSpec, parse_search_space, to_distributions
+from service.spec.search_space import ParamSpec
 
 Direction = Literal["minimize", "maximize"]
 _DIRECTIONS = {"minimize": StudyDirection.MINIMIZE, "maximize": StudyDirection.MAXIMIZE}
@@ -60,10 +63,12 @@ def check_study(
 ) -> None:
     """Refuse (SpecError) a study that its sampler or pruner cannot run; else return None.
 
-    Refusals: no or unknown directions; ``max_trials`` below 1; everything
+    Refusals: a space whose conditions are unsound (see :mod:`service.spec.conditions`); no
+    or unknown directions; ``max_trials`` below 1; everything
     :func:`~service.spec.samplers.build_sampler` and
     :func:`~service.spec.pruners.build_pruner` refuse (``cmaes`` or any pruner but ``none``
-    with several objectives, bad options, a non-finite space for ``grid``...); ``grid`` with
+    with several objectives, bad options, a non-finite or conditional space for ``grid``, a
+    conditional space for ``cmaes``...); ``grid`` with
     ``max_trials`` above the number of grid points; and whatever Optuna raises in the dry
     run. Pure: nothing is stored, and the built objects are discarded.
     """
@@ -113,15 +118,16 @@ def _dry_run_study(
 def _dry_run_sampler(study: optuna.Study, space: Mapping[str, ParamSpec], asks: int) -> None:
     """Ask, tell, ask again. With ``asks=1`` only ask: a one-point grid sampler calls
     ``study.stop()`` after its only point, which Optuna refuses outside ``optimize``."""
-    distributions = to_distributions(space)
+    active = ActiveSpace(space)
     zeros = [0.0] * len(study.directions)
     try:
-        trial = study.ask(fixed_distributions=distributions)
+        trial = study.ask()
+        active.suggest(trial)
         if asks > 1:
             if len(zeros) == 1:
                 trial.report(0.0, step=0)
             study.tell(trial, zeros)
-            study.ask(fixed_distributions=distributions)
+            active.suggest(study.ask())
     except _REFUSALS as exc:
         raise fail(["sampler"], f"Optuna cannot run this study with this sampler: {exc}") from exc
 
@@ -129,7 +135,8 @@ def _dry_run_sampler(study: optuna.Study, space: Mapping[str, ParamSpec], asks: 
 def _dry_run_pruner(study: optuna.Study, space: Mapping[str, ParamSpec]) -> None:
     """Report one intermediate value on a fresh trial and ask the pruner about it."""
     try:
-        trial = study.ask(fixed_distributions=to_distributions(space))
+        trial = study.ask()
+        ActiveSpace(space).suggest(trial)
         trial.report(1.0, step=0)
         trial.should_prune()
     except _REFUSALS as exc:

@@ -31,6 +31,8 @@ MAX_BUDGET = 10_000_000
 MAX_PARALLEL = 100_000
 MAX_RETRIES = 100
 MAX_LEASE_SECONDS = 7 * 24 * 3600
+MAX_CONSTRAINTS = 16
+MAX_CONSTRAINT_NAME_LENGTH = 64
 
 # Names are shown in URLs, logs and tables: no control characters (and no '/' in a study name).
 _NAME = r"^[^\x00-\x1f\x7f]+$"
@@ -41,6 +43,13 @@ StudyName = Annotated[
     str, Field(min_length=1, max_length=MAX_STUDY_NAME_LENGTH, pattern=STUDY_NAME_PATTERN)
 ]
 MetricName = Annotated[str, Field(min_length=1, max_length=MAX_METRIC_NAME_LENGTH, pattern=_NAME)]
+# Constraint names become Optuna system attribute keys ("constraints:<name>").
+ConstraintName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_CONSTRAINT_NAME_LENGTH, pattern=r"^[A-Za-z0-9_.-]+$"),
+]
+# Failure reasons (as the worker classifies them) that can count as infeasible evidence.
+InfeasibleFailure = Literal["oom", "nan"]
 TaskName = Annotated[str, Field(min_length=1, max_length=MAX_TASK_NAME_LENGTH, pattern=_NAME)]
 Metadata = Annotated[
     dict[AttrKey, Any],
@@ -57,6 +66,17 @@ _TASK_NAME: TypeAdapter[str] = TypeAdapter(TaskName)
 
 def _minimize() -> list[Direction]:
     return ["minimize"]
+
+
+def _oom() -> list[InfeasibleFailure]:
+    return ["oom"]
+
+
+def _unique(names: list[str]) -> list[str]:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"names must be unique; repeated: {', '.join(repeated)}")
+    return names
 
 
 class StudyCreate(BaseModel):
@@ -79,6 +99,22 @@ class StudyCreate(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=MAX_RETRIES)
     lease_seconds: int = Field(default=120, ge=1, le=MAX_LEASE_SECONDS)
     metadata: Metadata = Field(default_factory=dict)
+    constraints: list[ConstraintName] = Field(
+        default_factory=list,
+        max_length=MAX_CONSTRAINTS,
+        description="names of constraint values every complete call must give (Optuna's"
+        " convention: a value <= 0 is feasible); infeasible trials never count as best",
+    )
+    infeasible_failures: list[InfeasibleFailure] = Field(
+        default_factory=_oom,
+        description="failure reasons the sampler learns from as infeasible points ('oom',"
+        " 'nan'); [] leaves failed trials out of the sampler, as plain Optuna does",
+    )
+
+    @field_validator("constraints", "infeasible_failures")
+    @classmethod
+    def _no_repeats(cls, names: list[Any]) -> list[Any]:
+        return _unique(names)
 
     @field_validator("task")
     @classmethod
@@ -152,6 +188,8 @@ class StudyOut(BaseModel):
     max_retries: int
     lease_seconds: int
     metadata: dict[str, Any]
+    constraints: list[str] = Field(default_factory=list)
+    infeasible_failures: list[str] = Field(default_factory=list)
     n_trials_started: int
     trial_counts: TrialCounts
     created_at: dt.datetime

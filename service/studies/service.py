@@ -19,6 +19,7 @@ from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
 from service.sampling.registry import StudyViews
 from service.sampling.view import StudyDefinition
 from service.spec import PrunerSpec, SamplerSpec, check_study, grid_point_count, parse_search_space
+from service.spec.samplers import CONSTRAINT_AWARE
 from service.states import StudyStateName
 from service.studies import repository as repo
 from service.studies.schemas import StudyCreate, StudyOut, StudyPatch, TrialCounts
@@ -208,6 +209,8 @@ def _spec(body: StudyCreate) -> dict[str, Any]:
         "sampler": body.sampler.model_dump(mode="json"),
         "pruner": body.pruner.model_dump(mode="json"),
         "task": body.task,
+        "constraints": body.constraints,
+        "infeasible_failures": body.infeasible_failures,
     }
 
 
@@ -249,6 +252,9 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
         max_retries=row.max_retries,
         lease_seconds=row.lease_seconds,
         metadata=row.metadata,
+        # Studies created before constraints existed have neither key.
+        constraints=spec.get("constraints", []),
+        infeasible_failures=spec.get("infeasible_failures", []),
         n_trials_started=row.n_started,
         trial_counts=TrialCounts(**row.counts),
         created_at=row.created_at,
@@ -263,12 +269,18 @@ def load_definition(uow: UnitOfWork, study_id: int) -> StudyDefinition:
     if row is None:
         raise NotFound(f"study {study_id} does not exist")
     spec = row.spec
+    sampler = SamplerSpec.model_validate(spec["sampler"])
+    # Failures become evidence only for samplers that read constraints (CMA-ES would take the
+    # evidence's infinite values as real solutions).
+    learns = sampler.name in CONSTRAINT_AWARE
     return StudyDefinition(
         study_id=study_id,
         name=row.optuna_name,
         directions=row.directions,
         search_space=parse_search_space(spec["search_space"]),
-        sampler=SamplerSpec.model_validate(spec["sampler"]),
+        sampler=sampler,
         pruner=PrunerSpec.model_validate(spec["pruner"]),
         task=spec.get("task"),
+        constraints=tuple(spec.get("constraints", ())),
+        infeasible_failures=frozenset(spec.get("infeasible_failures", ()) if learns else ()),
     )

@@ -7,8 +7,8 @@ study whose every trial would fail in 0.1 s with ``bad_params`` or ``bad_task_sp
 with a 422 naming what is wrong instead:
 
 * the task spec must parse (``dataset`` and ``epochs`` given and valid, a known dataset);
-* the space must hold every required hyperparameter and no hyperparameter the task does not
-  know;
+* the space must hold every required hyperparameter, unconditionally (no ``when``: every trial
+  needs it), and no hyperparameter the task does not know;
 * every value the space can produce at its edges (each bound of a number, each choice) must be
   accepted by the task.
 """
@@ -22,7 +22,7 @@ from service.errors import SpecError
 from service.spec.search_space import CategoricalParam, FloatParam, IntParam, ParamSpec
 from workers.tasks.base import TaskFailed
 from workers.tasks.dataset_spec import BUILTIN_DATASETS
-from workers.tasks.mlp_config import PARAM_NAMES, MLPParams, MLPTaskSpec
+from workers.tasks.mlp_config import PARAM_NAMES, MLPParams, MLPTaskSpec, is_param_name
 
 BUILTIN_TASK: Final = "mlp_classifier"
 _REQUIRED: Final = ("lr", "n_layers", "batch_size")
@@ -35,26 +35,40 @@ def check_task(task: Mapping[str, Any] | None, space: Mapping[str, ParamSpec]) -
     if task is None or task.get("name") != BUILTIN_TASK:
         return
     _check_spec(task)
-    missing = [name for name in _REQUIRED if name not in space]
-    unknown = sorted(set(space) - PARAM_NAMES)
-    details = [
-        {"loc": ["search_space"], "msg": f"{BUILTIN_TASK} needs the hyperparameter {name!r}"}
-        for name in missing
-    ] + [
-        {
-            "loc": ["search_space", name],
-            "msg": f"{BUILTIN_TASK} has no hyperparameter {name!r} "
-            f"(it knows {', '.join(sorted(PARAM_NAMES))})",
-        }
-        for name in unknown
-    ]
-    if not details:
-        details = list(_refused_edges(space))
+    details = _name_details(space) or list(_refused_edges(space))
     if details:
         raise SpecError(
             f"the search space does not fit the task {BUILTIN_TASK!r}: {details[0]['msg']}",
             details,
         )
+
+
+def _name_details(space: Mapping[str, ParamSpec]) -> list[dict[str, Any]]:
+    """A detail per required hyperparameter missing or conditional, and per unknown name."""
+    missing = [name for name in _REQUIRED if name not in space]
+    conditional = [name for name in _REQUIRED if name in space and space[name].when]
+    unknown = sorted(name for name in space if not is_param_name(name))
+    known = f"{', '.join(sorted(PARAM_NAMES))} and width_l1, width_l2, ..."
+    return (
+        [
+            {"loc": ["search_space"], "msg": f"{BUILTIN_TASK} needs the hyperparameter {name!r}"}
+            for name in missing
+        ]
+        + [
+            {
+                "loc": ["search_space", name, "when"],
+                "msg": f"{BUILTIN_TASK} needs {name!r} in every trial: it cannot have a `when`",
+            }
+            for name in conditional
+        ]
+        + [
+            {
+                "loc": ["search_space", name],
+                "msg": f"{BUILTIN_TASK} has no hyperparameter {name!r} (it knows {known})",
+            }
+            for name in unknown
+        ]
+    )
 
 
 def _check_spec(task: Mapping[str, Any]) -> None:

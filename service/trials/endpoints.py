@@ -139,7 +139,7 @@ def complete(trial_id: TrialId, body: CompleteIn, trials: TrialsDep, _: TrialRun
     Repeating the call with the same token returns the same result. With ``next``, the answer
     also carries the study's next trial for that worker (or why there is none).
     """
-    finish = Finish(body.state, body.values, body.reason, body.user_attrs)
+    finish = Finish(body.state, body.values, body.reason, body.user_attrs, body.constraints)
     next_for = None if body.next is None else body.next.worker_id
     done = trials.complete(trial_id, body.lease_token, finish, next_for)
     out = CompleteOut(**done.trial.model_dump())

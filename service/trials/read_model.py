@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from service.sampling.rows import decode_attrs, decode_intermediate, decode_params, decode_values
+from service.sampling.rows import (
+    constraint_values,
+    decode_attrs,
+    decode_intermediate,
+    decode_params,
+    decode_values,
+)
 from service.states import API_STATE
 from service.trials.repository.rows import TrialRow
 from service.trials.schemas import IntermediateValue, TrialOut
@@ -28,6 +34,7 @@ def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
     if state == "waiting" and not params:  # enqueued: the values it was queued with
         params = dict(decode_attrs(row.system_attrs).get("fixed_params") or {})
     values = decode_values(row.trial_values) if state == "complete" else None
+    constraints = constraint_values(decode_attrs(row.system_attrs)) or None
     start, end = utc(row.datetime_start), utc(row.datetime_complete)
     out = TrialOut(
         id=row.trial_id,
@@ -45,6 +52,8 @@ def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
         datetime_complete=end if state in ("complete", "pruned", "failed") else None,
         duration_s=(end - start).total_seconds() if start and end else None,
         lease_expires_at=row.lease_expires_at if state == "running" else None,
+        constraints=constraints,
+        feasible=None if constraints is None else all(v <= 0 for v in constraints.values()),
     )
     if intermediate:
         curve = decode_intermediate(row.intermediate)

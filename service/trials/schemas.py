@@ -12,7 +12,7 @@ from service.documents import AttrKey, json_document
 from service.ids import ResourceId
 from service.spec import MAX_PARAMS
 from service.states import TrialStateName
-from service.studies.schemas import MAX_OBJECTIVES, TaskName
+from service.studies.schemas import MAX_CONSTRAINTS, MAX_OBJECTIVES, ConstraintName, TaskName
 
 MAX_WORKER_ID_LENGTH = 256  # hpo_trials.worker_id, hpo_workers.worker_id
 MAX_TOKEN_LENGTH = 64  # hpo_trials.lease_token
@@ -81,6 +81,12 @@ class CompleteIn(LeaseIn):
     state: Literal["complete", "pruned", "failed"] = "complete"
     values: list[float] | None = Field(default=None, min_length=1, max_length=MAX_OBJECTIVES)
     reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH, pattern=r"^[^\x00]*$")
+    constraints: dict[ConstraintName, float] | None = Field(
+        default=None,
+        max_length=MAX_CONSTRAINTS,
+        description="a complete trial of a study that declares constraints gives each one's"
+        " value here (<= 0 is feasible; NaN refused)",
+    )
     user_attrs: UserAttrs = Field(default_factory=dict)
     next: AskIn | None = Field(
         default=None,
@@ -97,6 +103,11 @@ class CompleteIn(LeaseIn):
                 raise ValueError("values must not be NaN; complete the trial as 'failed' instead")
         elif self.values is not None:
             raise ValueError(f"a {self.state} trial takes no 'values'")
+        if self.constraints is not None:
+            if self.state != "complete":
+                raise ValueError("'constraints' are only for complete trials")
+            if any(math.isnan(v) for v in self.constraints.values()):
+                raise ValueError("constraint values must not be NaN")
         if self.reason is not None and self.state != "failed":
             raise ValueError("'reason' is only for failed trials")
         return self
@@ -154,6 +165,14 @@ class TrialOut(BaseModel):
     duration_s: float | None
     lease_expires_at: dt.datetime | None
     intermediate_values: list[IntermediateValue] | None = None
+    constraints: dict[str, float] | None = Field(
+        default=None, description="the constraint values given on complete, if any"
+    )
+    feasible: bool | None = Field(
+        default=None,
+        description="for a trial with constraint values: whether all are <= 0 (an infeasible"
+        " trial never counts as best)",
+    )
 
 
 class CompleteOut(TrialOut):

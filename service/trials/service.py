@@ -237,10 +237,14 @@ class TrialService:
         Repeating the call with the same token returns the same finished trial (and the same
         next trial). If the hand-out of the next trial fails, the finish still commits and the
         error is raised after it: the client's retry then gets the finished trial again.
+
+        A complete trial of a study that declares constraints must give exactly their values
+        (422 otherwise, before anything changes).
         """
+        study_id = self._index.study_of(trial_id)
+        finish = finish.checked(self._views.get(study_id).definition.constraints)
         if next_for is None:
             return Completed(self._uow.run(lambda: self._finish(trial_id, token, finish)[0]))
-        study_id = self._index.study_of(trial_id)
         both = self._uow.run(
             lambda: self._finish_and_hand_out(study_id, trial_id, token, finish, next_for)
         )

@@ -61,9 +61,9 @@ _SPACE = study_body()["search_space"]
             "needs the hyperparameter 'n_layers'",
         ),
         (
-            {"search_space": {**_SPACE, "momentum": {"type": "float", "low": 0, "high": 1}}},
-            ["search_space", "momentum"],
-            "has no hyperparameter 'momentum'",
+            {"search_space": {**_SPACE, "beta1": {"type": "float", "low": 0, "high": 1}}},
+            ["search_space", "beta1"],
+            "has no hyperparameter 'beta1'",
         ),
         (
             {"search_space": {**_SPACE, "lr": {"type": "float", "low": 0.0, "high": 0.1}}},

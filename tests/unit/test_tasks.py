@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.metadata
 import io
+import itertools
 import logging
 import math
 import pickle
@@ -39,7 +40,9 @@ from workers.tasks.datasets import (
 )
 from workers.tasks.failures import call_mapping_oom
 from workers.tasks.idx import encode_idx, parse_idx
+from workers.tasks.mlp import build_mlp, build_optimizer
 from workers.tasks.mlp_classifier import MLPClassifierTask
+from workers.tasks.mlp_config import MLPParams
 from workers.tasks.testing import objective, register_test_tasks
 
 CPU = torch.device("cpu")
@@ -143,6 +146,32 @@ def test_other_optimizers_and_dropout_train(optimizer: str) -> None:
     result = run_mlp(ctx)
     assert result.state == "complete"
     assert result.value is not None and math.isfinite(result.value)
+
+
+def test_layers_take_their_widths_from_width_l1_to_width_ln() -> None:
+    # digits: 64 features, 10 classes. Layer 3 has no width_l3: it falls back to hidden_size;
+    # width_l4 lies beyond n_layers (a space without conditions may sample it) and is unused.
+    params = {"n_layers": 3, "width_l1": 8, "width_l2": 16, "hidden_size": 4, "width_l4": 99}
+    ctx = mlp_context(epochs=1, params=params)
+    assert run_mlp(ctx).state == "complete"
+    widths = [64, 8, 16, 4, 10]
+    expected = sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(widths))
+    assert ctx.attrs["n_params"] == expected
+    model = build_mlp(64, 10, MLPParams.parse({**BASE_PARAMS, **params}))
+    linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == widths[1:]
+
+
+def test_sgd_takes_its_momentum_and_the_adams_ignore_it() -> None:
+    model = torch.nn.Linear(2, 2)
+    sgd = build_optimizer(model, MLPParams.parse({**BASE_PARAMS, "optimizer": "sgd"}))
+    assert sgd.param_groups[0]["momentum"] == 0.9  # as before, when no momentum is given
+    tuned = MLPParams.parse({**BASE_PARAMS, "optimizer": "sgd", "momentum": 0.5})
+    assert build_optimizer(model, tuned).param_groups[0]["momentum"] == 0.5
+    adam = build_optimizer(model, MLPParams.parse({**BASE_PARAMS, "momentum": 0.5}))
+    assert isinstance(adam, torch.optim.Adam) and "momentum" not in adam.param_groups[0]
+    ctx = mlp_context(epochs=1, params={"optimizer": "sgd", "momentum": 0.7, "width_l1": 8})
+    assert run_mlp(ctx).state == "complete"
 
 
 def test_same_seed_gives_same_losses() -> None:
@@ -352,6 +381,11 @@ def test_trials_share_the_process_wide_cache() -> None:
         {**BASE_PARAMS, "dropout": 1.0},
         {**BASE_PARAMS, "optimizer": "lbfgs"},
         {**BASE_PARAMS, "learning_rate": 0.1},
+        {**BASE_PARAMS, "momentum": 1.0},
+        {**BASE_PARAMS, "width_l1": 0},
+        {**BASE_PARAMS, "width_l3": 0},  # beyond n_layers, but checked all the same
+        {**BASE_PARAMS, "width_l0": 8},
+        {**BASE_PARAMS, "width_l01": 8},
     ],
 )
 def test_bad_params(params: dict[str, Any]) -> None:

@@ -9,18 +9,19 @@ from workers.tasks.mlp_config import MLPParams
 
 
 def build_mlp(n_features: int, n_classes: int, params: MLPParams) -> nn.Sequential:
-    """``n_layers`` blocks of Linear -> ReLU -> Dropout, then a Linear to the class logits.
+    """``n_layers`` blocks of Linear -> ReLU -> Dropout, then a Linear to the class logits; each
+    block as wide as ``params.widths()`` says (``width_l<k>``, else ``hidden_size``).
 
     Parameters are initialised on the CPU from torch's global generator (seed it first), so a
     seed gives the same initial model on every device. Dropout is left out when it is 0.
     """
     layers: list[nn.Module] = []
     width = n_features
-    for _ in range(params.n_layers):
-        layers += [nn.Linear(width, params.hidden_size), nn.ReLU()]
+    for hidden in params.widths():
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
         if params.dropout > 0:
             layers.append(nn.Dropout(params.dropout))
-        width = params.hidden_size
+        width = hidden
     layers.append(nn.Linear(width, n_classes))
     return nn.Sequential(*layers)
 
@@ -31,11 +32,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def build_optimizer(model: nn.Module, params: MLPParams) -> torch.optim.Optimizer:
-    """The optimiser ``params`` names; SGD uses momentum 0.9, Adam(W) the fused kernel on CUDA."""
+    """The optimiser ``params`` names; SGD with ``params.momentum`` (0.9 unless given), Adam(W)
+    with the fused kernel on CUDA."""
     on_cuda = next(model.parameters()).is_cuda
     if params.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=params.lr, momentum=0.9, weight_decay=params.weight_decay
+            model.parameters(),
+            lr=params.lr,
+            momentum=params.momentum,
+            weight_decay=params.weight_decay,
         )
     optimizer_class = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(

@@ -89,12 +89,14 @@ export class HistoryChart {
     this.scale = { log: null, all: false }; // log: null = decided from the values (ranges.js)
   }
 
-  // points: [{number, value}] of complete trials in number order (finite values only).
+  // points: [{number, value, infeasible}] of complete trials in number order (finite values
+  // only). Infeasible trials (a constraint value above 0) are drawn apart and never best.
   update(points, { direction, label, key }) {
     const d = this.drawn;
     const n = points.length;
     if (d && d.key === key && n === d.n && (n === 0 || points[n - 1].number === d.lastNumber)) return;
-    if (d && d.key === key && d.n > 0 && n > d.n && points[d.n - 1].number === d.lastNumber) {
+    const appended = d && d.key === key && d.n > 0 && n > d.n && points[d.n - 1].number === d.lastNumber;
+    if (appended && !points.slice(d.n).some((p) => p.infeasible)) {
       this.append(points.slice(d.n), direction);
       return;
     }
@@ -102,7 +104,13 @@ export class HistoryChart {
     const ys = [];
     const bests = [];
     let best = null;
+    const apart = { x: [], y: [] };
     for (const p of points) {
+      if (p.infeasible) {
+        apart.x.push(p.number);
+        apart.y.push(p.value);
+        continue;
+      }
       best = better(direction, best, p.value);
       xs.push(p.number);
       ys.push(p.value);
@@ -125,6 +133,11 @@ export class HistoryChart {
       {
         type: scatter(), mode: "markers", name: "Outside the range", ...outsideTrace(xs, ys, view),
         hovertemplate: "Trial #%{x}<br>%{customdata} (outside the range)<extra></extra>",
+      },
+      {
+        type: scatter(), mode: "markers", name: "Infeasible", x: apart.x, y: apart.y,
+        marker: { color: COLORS.muted, size: 8, symbol: "x" }, showlegend: apart.x.length > 0,
+        hovertemplate: "Trial #%{x} (infeasible)<br>%{y}<extra></extra>",
       },
     ];
     const last = n ? points[n - 1].number : 0;
@@ -295,7 +308,9 @@ export class ParallelChart {
   }
 
   update(trials, { searchSpace, label, objective, direction }) {
-    const names = Object.keys(searchSpace);
+    // One axis per parameter every trial holds: a conditional one (with `when`) is missing
+    // from some trials, and a parallel-coordinates line needs a value on every axis.
+    const names = Object.keys(searchSpace).filter((n) => !searchSpace[n].when);
     const usable = trials.filter((t) => t.values && t.values[objective] !== null && names.every((n) => n in t.params));
     const key = `${objective}:${usable.length}:${usable.length ? usable[usable.length - 1].id : ""}`;
     if (key === this.drawnKey) return;

@@ -182,11 +182,19 @@ function stat(label, value, sub) {
   return el("div", { class: "stat" }, [el("div", { class: "label" }, label), el("div", { class: "value" }, value), el("div", { class: "sub" }, sub)]);
 }
 
+// A trial's state; a complete trial with a constraint value above 0 says "infeasible" apart.
+function stateBadge(t) {
+  if (t.state === "complete" && t.feasible === false) {
+    return el("span", { class: "badge s-infeasible", title: `constraints: ${JSON.stringify(t.constraints)}` }, "infeasible");
+  }
+  return el("span", { class: `badge s-${t.state}` }, t.state);
+}
+
 function bestTrial(trials) {
   const maximize = state.study.directions[0] === "maximize";
   let best = null;
   for (const t of trials) {
-    if (t.state !== "complete" || t.values?.[0] === null || t.values?.[0] === undefined) continue;
+    if (t.state !== "complete" || t.feasible === false || t.values?.[0] === null || t.values?.[0] === undefined) continue;
     if (!best || (maximize ? t.values[0] > best.values[0] : t.values[0] < best.values[0])) best = t;
   }
   return best;
@@ -200,14 +208,16 @@ function renderHistory() {
   const k = state.objective;
   const points = [];
   for (const t of ordered()) {
-    if (t.state === "complete" && t.values && t.values[k] !== null) points.push({ number: t.number, value: t.values[k] });
+    if (t.state === "complete" && t.values && t.values[k] !== null) {
+      points.push({ number: t.number, value: t.values[k], infeasible: t.feasible === false });
+    }
   }
   charts.history.update(points, { direction: state.study.directions[k], label: objectiveNames()[k], key: k });
 }
 
 function renderPareto() {
   if (!multi()) return;
-  const trials = completeWithValues();
+  const trials = completeWithValues().filter((t) => t.feasible !== false); // infeasible: never on the front
   const ix = Number($("pareto-x").value);
   const iy = Number($("pareto-y").value);
   const size = charts.pareto.update(trials, { directions: state.study.directions, names: objectiveNames(), ix, iy });
@@ -261,7 +271,7 @@ function renderDetail() {
   const names = objectiveNames();
   const rows = [
     ["Trial", `#${trial.number} (id ${trial.id})`],
-    ["State", el("span", { class: `badge s-${trial.state}` }, trial.state)],
+    ["State", stateBadge(trial)],
     ["Values", trial.values ? trial.values.map((v, i) => `${names[i]} = ${fmtValue(v)}`).join(", ") : "—"],
     ...Object.entries(trial.params).map(([name, value]) => [name, fmtParam(value)]),
     ["Attempt", String(trial.attempt)],
@@ -270,6 +280,7 @@ function renderDetail() {
     ["Finished", fmtTime(trial.datetime_complete)],
     ["Duration", fmtDuration(trial.duration_s)],
     trial.fail_reason ? ["Fail reason", trial.fail_reason] : null,
+    trial.constraints ? ["Constraints", Object.entries(trial.constraints).map(([k, v]) => `${k} = ${fmtValue(v)}`).join(", ")] : null,
     Object.keys(trial.user_attrs).length ? ["User attrs", JSON.stringify(trial.user_attrs)] : null,
   ].filter(Boolean);
   box.replaceChildren(
@@ -291,7 +302,7 @@ function setupTable() {
   const params = Object.keys(state.study.search_space);
   const columns = [
     { key: "number", label: "#", value: (t) => t.number, cell: (t) => String(t.number), num: true },
-    { key: "state", label: "State", value: (t) => t.state, cell: (t) => el("span", { class: `badge s-${t.state}` }, t.state) },
+    { key: "state", label: "State", value: (t) => t.state, cell: stateBadge },
     ...names.map((name, k) => ({
       key: `value:${k}`, label: name, num: true,
       value: (t) => t.values?.[k] ?? null, cell: (t) => fmtValue(t.values?.[k]),

@@ -24,6 +24,21 @@ _SORT_KEY = (
 )
 
 
+# True for a trial none of whose constraint values is above 0: Optuna's system attributes
+# "constraints:<name>" (Trial.set_constraint, our complete) or the older list "constraints".
+FEASIBLE = """
+    NOT EXISTS (
+        SELECT 1 FROM trial_system_attributes c
+         WHERE c.trial_id = t.trial_id
+           AND CASE WHEN starts_with(c.key, 'constraints:')
+                    THEN CAST(c.value_json AS float8) > 0
+                    WHEN c.key = 'constraints'
+                    THEN EXISTS (SELECT 1 FROM json_array_elements_text(CAST(c.value_json AS json))
+                                   AS e(x) WHERE CAST(e.x AS float8) > 0)
+                    ELSE false END)
+"""
+
+
 def get_trial(conn: Connection, trial_id: int) -> TrialRow | None:
     row = (
         conn.execute(
@@ -108,7 +123,7 @@ def best_trial_id(conn: Connection, study_id: int, maximize: bool) -> int | None
             f"""
             SELECT t.trial_id FROM trials t
               JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
-             WHERE t.study_id = :study_id AND t.state = 'COMPLETE'
+             WHERE t.study_id = :study_id AND t.state = 'COMPLETE' AND {FEASIBLE}
              ORDER BY {_SORT_KEY} {direction}, t.number
              LIMIT 1
             """
@@ -119,16 +134,16 @@ def best_trial_id(conn: Connection, study_id: int, maximize: bool) -> int | None
 
 
 def complete_values(conn: Connection, study_id: int) -> list[tuple[int, list[float]]]:
-    """(trial id, values) of every complete trial, for Pareto fronts."""
+    """(trial id, values) of every feasible complete trial, for Pareto fronts."""
     rows = conn.execute(
         text(
-            """
+            f"""
             SELECT t.trial_id,
                    array_agg(CASE v.value_type WHEN 'INF_NEG' THEN '-Infinity'::float8
                                                WHEN 'INF_POS' THEN 'Infinity'::float8
                                                ELSE v.value END ORDER BY v.objective) AS vals
               FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id
-             WHERE t.study_id = :study_id AND t.state = 'COMPLETE'
+             WHERE t.study_id = :study_id AND t.state = 'COMPLETE' AND {FEASIBLE}
              GROUP BY t.trial_id
             """
         ),
