@@ -88,6 +88,14 @@ def _objectives(study: dict[str, Any]) -> list[str]:
 
 
 def _dimension(dim: dict[str, Any]) -> str:
+    text = _range(dim)
+    when = dim.get("when")
+    if when:
+        text += ", only when " + " and ".join(_condition(p, c) for p, c in when.items())
+    return text
+
+
+def _range(dim: dict[str, Any]) -> str:
     kind = dim.get("type")
     if kind == "categorical":
         return "categorical " + ", ".join(cell(c) for c in dim.get("choices", []))
@@ -99,6 +107,21 @@ def _dimension(dim: dict[str, Any]) -> str:
             text += f", step {cell(dim['step'])}"
         return text
     return str(dim)
+
+
+def _condition(parent: str, condition: Any) -> str:
+    """``optimizer in sgd, adam`` for listed values, ``n_layers >= 3`` for a range."""
+    if isinstance(condition, list):
+        return f"{parent} in {', '.join(cell(v) for v in condition)}"
+    if isinstance(condition, dict):
+        low, high = condition.get("min"), condition.get("max")
+        if low is not None and high is not None:
+            return f"{cell(low)} <= {parent} <= {cell(high)}"
+        if low is not None:
+            return f"{parent} >= {cell(low)}"
+        if high is not None:
+            return f"{parent} <= {cell(high)}"
+    return f"{parent}: {condition}"
 
 
 def _named(spec: dict[str, Any]) -> str:
