@@ -8,7 +8,14 @@ that no sampler is helped by a centred optimum), each seed runs:
 - **service TPE, 8 clients**: a study with the ``tpe`` sampler and ``seed`` s (the service's
   defaults: constant liar on), asked and told by ``--clients`` concurrent clients until its
   ``max_trials`` budget is spent;
-- **service GP, 8 clients** (with ``--gp``, on the smooth problems): the same with ``gp``.
+- **service GP, 8 clients** (with ``--gp``, on the smooth problems): the same with ``gp``;
+- **Optuna TPE, 8 threads, in process**: ``TPESampler(seed=s, constant_liar=True)`` (what the
+  service runs) with ``study.optimize(n_jobs=8)`` on Optuna's in-memory storage: what any
+  asynchronous TPE with 8 trials in flight pays, without the service.
+
+Every parallel arm's objective sleeps ``--eval-s`` (default 0.05 s) so that, as with real
+trials, the other workers' trials are still running while one asks (an instant objective would
+let Python's threads run almost one at a time).
 
 Simple regret after n trials = best value among the trials numbered below n minus the
 optimum. Printed per problem: the median over seeds of the regret after 50 and 100 trials for
@@ -27,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +128,22 @@ def optuna_tpe(problem: Problem, seed: int, trials: int) -> list[float]:
     return regrets(problem, {t.number: float(t.value) for t in study.trials if t.value is not None})
 
 
+def optuna_parallel(
+    problem: Problem, seed: int, trials: int, threads: int, eval_s: float
+) -> list[float]:
+    where = shift(problem, seed)
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(t: optuna.Trial) -> float:
+        params = {f"x{i}": t.suggest_float(f"x{i}", problem.low, problem.high) for i in range(DIM)}
+        time.sleep(eval_s)
+        return evaluate(problem, where, params)
+
+    study.optimize(objective, n_trials=trials, n_jobs=threads)
+    return regrets(problem, {t.number: float(t.value) for t in study.trials if t.value is not None})
+
+
 def service_run(
     base: str,
     headers: dict[str, str],
@@ -128,6 +152,7 @@ def service_run(
     sampler: str,
     trials: int,
     clients: int,
+    eval_s: float,
 ) -> list[float]:
     where = shift(problem, seed)
     body = {
@@ -160,6 +185,7 @@ def service_run(
                     errors.append(f"ask: {answer.status_code} {answer.text}")
                     return
                 trial = answer.json()
+                time.sleep(eval_s)
                 value = evaluate(problem, where, trial["params"])
                 done = client.post(
                     f"/api/v1/trials/{trial['id']}/complete",
@@ -193,6 +219,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--gp", action="store_true", help="also GP through the service")
+    parser.add_argument("--eval-s", type=float, default=0.05, help="objective time, parallel")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -210,24 +237,25 @@ def main() -> None:
                 " median simple regret"
             )
             print(header)
+            parallel = (args.trials, args.clients, args.eval_s)
             for name in args.problems:
                 problem = PROBLEMS[name]
                 arms: dict[str, list[list[float]]] = {
                     "Optuna TPE sequential": [
                         optuna_tpe(problem, s, args.trials) for s in range(args.seeds)
                     ],
+                    f"Optuna TPE x{args.clients}": [
+                        optuna_parallel(problem, s, args.trials, args.clients, args.eval_s)
+                        for s in range(args.seeds)
+                    ],
                     f"service TPE x{args.clients}": [
-                        service_run(
-                            server.url, headers, problem, s, "tpe", args.trials, args.clients
-                        )
+                        service_run(server.url, headers, problem, s, "tpe", *parallel)
                         for s in range(args.seeds)
                     ],
                 }
                 if args.gp and problem.smooth:
                     arms[f"service GP x{args.clients}"] = [
-                        service_run(
-                            server.url, headers, problem, s, "gp", args.trials, args.clients
-                        )
+                        service_run(server.url, headers, problem, s, "gp", *parallel)
                         for s in range(args.seeds)
                     ]
                 base = [median([r[i] for r in arms["Optuna TPE sequential"]]) for i in (0, 1)]

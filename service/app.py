@@ -56,9 +56,13 @@ from service.settings import ServerSettings
 from service.studies.endpoints import router as studies_router
 from service.studies.service import StudyService, load_definition
 from service.trials.endpoints import router as trials_router
+from service.trials.import_endpoints import router as imports_router
+from service.trials.imports import TrialImports
 from service.trials.index import TrialStudyIndex
 from service.trials.queries import TrialQueries
 from service.trials.service import ClaimTiming, TrialService
+from service.trials.suggest import Suggestions
+from service.trials.suggest_endpoints import router as suggest_router
 
 API_PREFIX = "/api/v1"
 
@@ -84,7 +88,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 "PUT",
                 API_PREFIX + r"/trials/[^/]+/checkpoint",
                 BodyLimit(settings.checkpoint_max_bytes, "HPO_CHECKPOINT_MAX_BYTES"),
-            )
+            ),
+            RouteLimit(  # up to 10 000 trials with their curves
+                "POST",
+                API_PREFIX + r"/studies/[^/]+/trials/import",
+                BodyLimit(settings.import_max_bytes, "HPO_IMPORT_MAX_BYTES"),
+            ),
         ],
     )
     install_observability(app)
@@ -96,6 +105,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # except that history must come before studies, whose /studies/{study_id} would otherwise
     # take /studies/summary.
     app.include_router(trials_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(imports_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(suggest_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(history_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(studies_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(checkpoints_router, prefix=API_PREFIX, responses=API_ERRORS)
@@ -154,6 +165,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         fail_fast_trials=settings.fail_fast_trials,
     )
     app.state.trial_queries = TrialQueries(uow)
+    app.state.imports = TrialImports(uow, views, trial_index)
+    app.state.suggestions = Suggestions(uow, views, trial_index)
     app.state.fleet = FleetService(uow)
     app.state.artifacts = artifacts
     app.state.checkpoints = CheckpointService(

@@ -74,6 +74,11 @@ class ServerSettings(BaseSettings):
         description="largest request body (413 above it); checkpoints have their own limit",
     )
     checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    import_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="largest body of a trial import (POST /studies/{id}/trials/import)",
+    )
     artifact_url: str | None = Field(
         default=None,
         description="s3://bucket/prefix: checkpoints and artifacts go to S3-compatible storage"

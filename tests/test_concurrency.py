@@ -145,3 +145,56 @@ def _next_worker(
 
 def test_budget_is_exact_with_complete_and_next(two_servers: list[ServerProcess]) -> None:
     _race(two_servers, _next_worker, "race-next")
+
+
+def _batch_worker(
+    base_urls: list[str],
+    auth: dict[str, str],
+    sid: int,
+    name: str,
+    log: list[dict[str, Any]],
+    errors: list[str],
+) -> None:
+    """Claims up to 4 trials per request (ask with ``count`` on odd clients), alternating
+    between the processes, and completes them one by one."""
+    urls = itertools.cycle(base_urls)
+    by_ask = int(name.rsplit("-", 1)[1]) % 2 == 1
+    with httpx.Client(timeout=30, headers=auth) as http:
+        while True:
+            base = next(urls) + "/api/v1"
+            if by_ask:
+                response = http.post(
+                    f"{base}/studies/{sid}/trials", json={"worker_id": name, "count": 4}
+                )
+            else:
+                response = http.post(
+                    f"{base}/trials/claim", json={"worker_id": name, "count": 4, "study_ids": [sid]}
+                )
+            if response.status_code != 200:
+                errors.append(response.text)
+                return
+            batch = response.json()
+            if not batch["trials"]:
+                study = http.get(f"{base}/studies/{sid}").json()
+                if study["n_trials_started"] >= study["max_trials"]:
+                    return
+                continue
+            for trial in batch["trials"]:
+                value = (trial["params"]["lr"] - 0.01) ** 2
+                done = http.post(
+                    f"{next(urls)}/api/v1/trials/{trial['id']}/complete",
+                    json={"lease_token": trial["lease"]["token"], "values": [value]},
+                )
+                if done.status_code != 200:  # a lost lease, or a trial handed out twice
+                    errors.append(done.text)
+                    return
+                log.append(trial)
+
+
+def test_batches_are_exact_at_the_budget_across_processes(
+    two_servers: list[ServerProcess],
+) -> None:
+    """Batch asks and claims from 12 clients on two processes: exactly max_trials trials,
+    numbered 0..59 without gaps, each handed out once and completed under its own lease."""
+    _, study = _race(two_servers, _batch_worker, "race-batch")
+    assert study["state"] == "completed"

@@ -122,6 +122,19 @@ class NoTrial:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class LeaseBatch:
+    """A batch ask or claim: the trials leased (maybe fewer than asked for, or none), and the
+    study's reason when it said why there are no more."""
+
+    leases: list[Lease]
+    reason: str | None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> LeaseBatch:
+        return cls([Lease.from_json(t) for t in doc["trials"]], doc.get("no_trial_reason"))
+
+
 def api_urls(base_url: str | Sequence[str]) -> list[str]:
     """The base URLs in ``base_url``: a sequence, or one string of comma-separated URLs."""
     parts = base_url.split(",") if isinstance(base_url, str) else list(base_url)
@@ -304,11 +317,77 @@ class HPOClient:
         )
         return _lease_or_none(response)
 
+    def ask_many(self, study_id: int, worker_id: str, count: int) -> LeaseBatch:
+        """Up to ``count`` trials of the study, each under its own lease, in one request."""
+        response = self.request(
+            "POST",
+            f"/studies/{study_id}/trials",
+            json={"worker_id": worker_id, "count": count},
+            idempotent=True,
+        )
+        return LeaseBatch.from_json(response.json())
+
+    def claim_many(
+        self,
+        worker_id: str,
+        count: int,
+        *,
+        study_ids: Sequence[int] | None = None,
+        tasks: Sequence[str] | None = None,
+        wait_seconds: float = 0.0,
+        retry_for_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> LeaseBatch:
+        """:meth:`claim` for up to ``count`` trials in one request (a worker's free slots);
+        with ``wait_seconds`` it answers as soon as there is at least one."""
+        body = {
+            "worker_id": worker_id,
+            "count": count,
+            "study_ids": list(study_ids) if study_ids is not None else None,
+            "tasks": list(tasks) if tasks is not None else None,
+            "wait_seconds": wait_seconds,
+        }
+        response = self.request(
+            "POST",
+            "/trials/claim",
+            json=body,
+            idempotent=True,
+            idempotency_key=idempotency_key,
+            timeout_s=wait_seconds + 30.0,
+            retry_for_s=retry_for_s,
+        )
+        return LeaseBatch.from_json(response.json())
+
     def enqueue(
         self, study_id: int, params: Mapping[str, Any], user_attrs: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         body = {"params": dict(params), "user_attrs": dict(user_attrs or {})}
         return dict(self.request("POST", f"/studies/{study_id}/trials/enqueue", json=body).json())
+
+    def import_trials(
+        self,
+        study_id: int,
+        trials: Sequence[Mapping[str, Any]],
+        *,
+        source: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Import up to 10 000 finished trials (``{"params", "values"}``, or ``"state":
+        "pruned"``/``"failed"``; see ``POST /studies/{id}/trials/import``). Retried with one
+        ``Idempotency-Key``, so a lost answer never imports them twice; ``dry_run`` only checks.
+        Returns ``{"imported", "first_number", "last_number", ...}``."""
+        body: dict[str, Any] = {"trials": [dict(t) for t in trials]}
+        if source is not None:
+            body["source"] = source
+        response = self.request(
+            "POST",
+            f"/studies/{study_id}/trials/import",
+            json=body,
+            params={"dry_run": "true"} if dry_run else None,
+            idempotent=not dry_run,
+            timeout_s=300.0,
+        )
+        return dict(response.json())
 
     def heartbeat(self, trial_id: int, token: str) -> dict[str, Any]:
         body = {"lease_token": token}
@@ -329,6 +408,13 @@ class HPOClient:
             "POST", f"/trials/{trial_id}/report", json=body, retry_for_s=retry_for_s
         )
         return dict(response.json())
+
+    def suggest(self, trial_id: int, token: str, name: str, distribution: Mapping[str, Any]) -> Any:
+        """Define-by-run: the value of ``name``, a parameter the study does not declare,
+        sampled by the server for the trial leased with ``token``. ``distribution`` has the
+        search space's JSON shape. Idempotent: a repeat answers the same value."""
+        body = {"lease_token": token, "name": name, "distribution": dict(distribution)}
+        return self.request("POST", f"/trials/{trial_id}/suggest", json=body).json()["value"]
 
     def set_attrs(self, trial_id: int, token: str, attrs: Mapping[str, Any]) -> None:
         body = {"lease_token": token, "user_attrs": dict(attrs)}

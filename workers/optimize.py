@@ -1,19 +1,26 @@
 """Optimise your own objective through the service: ask, report with pruning, complete.
 
+    import optuna
     from workers import HPOClient
     from workers.optimize import optimize
 
-    def objective(trial):
-        model = build(lr=trial.params["lr"], depth=trial.params["n_layers"])
+    def objective(trial):                      # an Optuna objective, unchanged
+        lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        n_layers = trial.suggest_int("n_layers", 1, 4)
+        model = build(lr=lr, depth=n_layers)
         for epoch in range(20):
             loss = train_one_epoch(model)
-            trial.report(epoch, loss)          # raises TrialPruned when the server says so
+            trial.report(loss, epoch)
+            if trial.should_prune():           # the server's pruner, on the last report
+                raise optuna.TrialPruned()
         return loss
 
     with HPOClient("http://hpo:8000") as client:
         optimize(client, "digits-mlp", objective, n_trials=20)
 
-A heartbeat thread keeps each trial's lease alive while the objective runs. The objective's
+The trial is a :class:`~workers.client_trial.ClientTrial`: declared parameters come with the
+lease, undeclared ones are sampled by the server when suggested (define-by-run, one request
+each). A heartbeat thread keeps each trial's lease alive while the objective runs. The objective's
 exceptions fail the trial (and are raised again unless listed in ``catch``); an out-of-memory
 error (a ``RuntimeError`` saying "out of memory", as ``torch.cuda.OutOfMemoryError`` does) fails
 it with the reason ``oom``, which a study's sampler learns to avoid (``infeasible_failures``).
@@ -27,50 +34,21 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.exceptions import TrialPruned
 
 from workers.client import HPOClient, Lease, NoTrial
+from workers.client_trial import ClientTrial
 from workers.heartbeat import Heartbeat
+
+__all__ = ["ClientTrial", "Objective", "optimize"]
 
 logger = logging.getLogger(__name__)
 
 Objective = Callable[["ClientTrial"], float | Sequence[float]]
 
 _WAIT_REASONS = {"paused", "max_parallel"}
-
-
-@dataclass
-class ClientTrial:
-    """The trial an objective evaluates: its parameters, and reports back to the service."""
-
-    lease: Lease
-    client: HPOClient
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    constraints: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def number(self) -> int:
-        return self.lease.number
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.lease.params
-
-    def report(self, step: int, value: float) -> None:
-        """Send an intermediate value; raises ``optuna.TrialPruned`` if the trial should stop."""
-        answer = self.client.report(self.lease.trial_id, self.lease.token, step, value)
-        if answer["should_prune"]:
-            raise TrialPruned(f"pruned at step {step}")
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        self.user_attrs[key] = value
-
-    def set_constraint(self, key: str, value: float) -> None:
-        """One of the study's declared constraint values (<= 0 is feasible), sent on complete."""
-        self.constraints[key] = float(value)
 
 
 def optimize(
@@ -88,7 +66,8 @@ def optimize(
     Stops early when the study has no more trials to give (budget spent, stopped); waits while
     it is paused or at ``max_parallel``. Returns the finished trials as the API shows them.
     """
-    study_id = int(client.get_study(study)["id"])
+    found = client.get_study(study)
+    study_id, space = int(found["id"]), dict(found["search_space"])
     worker = worker_id or f"{socket.gethostname()}:{uuid.uuid4().hex[:6]}"
     finished: list[dict[str, Any]] = []
     lease: Lease | None = None
@@ -103,7 +82,7 @@ def optimize(
                 break
             lease = got
         more = len(finished) + 1 < n_trials
-        done = _evaluate(client, lease, objective, catch, worker if more else None)
+        done = _evaluate(client, lease, space, objective, catch, worker if more else None)
         finished.append(done)
         nxt = done.get("next_trial")
         lease = Lease.from_json(nxt) if nxt else None
@@ -115,11 +94,12 @@ def optimize(
 def _evaluate(
     client: HPOClient,
     lease: Lease,
+    space: dict[str, Any],
     objective: Objective,
     catch: tuple[type[BaseException], ...],
     next_worker: str | None,
 ) -> dict[str, Any]:
-    trial = ClientTrial(lease, client)
+    trial = ClientTrial(lease, client, space)
     with Heartbeat(
         client, lease.trial_id, lease.token, lease.heartbeat_seconds, lease.lease_seconds
     ):

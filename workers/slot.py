@@ -6,7 +6,9 @@
                       └─ stop requested ─────▶ releasing ─────▶ idle (or exit)
     idle ──no trial, idle for HPO_EXIT_WHEN_IDLE_S──▶ exit
 
-- **claim**: long-polls ``POST /trials/claim`` for the tasks this worker has.
+- **claim**: long-polls ``POST /trials/claim`` for the tasks this worker has; a slot of a
+  several-slot worker gets its trial from the worker's dispatcher instead, which claims for
+  all its idle slots in one request (``workers.dispatch``).
 - **running**: the study's task trains on the slot's device; a :class:`Heartbeat` keeps the
   lease alive beside it; reports, checkpoints and the stop check go through the context.
 - **finishing**: the result is written to the spool, then delivered (retried while the lease
@@ -44,6 +46,7 @@ from workers.client import (
 )
 from workers.connect import Backoff, refusal, unreachable
 from workers.context import HttpTrialContext, TrialAbandoned, send_reports
+from workers.dispatch import SlotInbox
 from workers.heartbeat import Heartbeat
 from workers.idle import IdleLimit
 from workers.settings import WorkerSettings
@@ -72,8 +75,12 @@ class Slot:
         device: torch.device,
         shutdown: threading.Event,
         client: HPOClient | None = None,
+        inbox: SlotInbox | None = None,
     ) -> None:
+        """``inbox``: the slot of a several-slot worker gets its trials from the worker's
+        dispatcher (one claim for all idle slots) instead of claiming itself."""
         self.settings = settings
+        self._inbox = inbox
         self.worker_id = f"{settings.worker_name}:{index}"
         self.device = device
         self.shutdown = shutdown
@@ -83,18 +90,9 @@ class Slot:
             retry_for_s=settings.api_retry_s,
         )
         self.spool = Spool(Path(settings.spool_dir) / self.worker_id.replace(":", "_"))
-        self.tasks = self._task_names()
+        self.tasks = task_names(settings)
         self._backoff = Backoff()
         self._claim_key: str | None = None  # of a claim that got no answer: retried with it
-
-    def _task_names(self) -> list[str]:
-        known = available_tasks()
-        if self.settings.tasks is None:
-            return sorted(known)
-        missing = sorted(set(self.settings.tasks) - set(known))
-        if missing:
-            raise SystemExit(f"this worker has no task named {', '.join(missing)}")
-        return sorted(self.settings.tasks)
 
     # ---- the loop ----
 
@@ -123,6 +121,8 @@ class Slot:
         An unreachable API is said at once and retried with a visible backoff (the slot's own,
         so Ctrl-C ends the wait) under the same Idempotency-Key; a refused token raises
         AccessRefused."""
+        if self._inbox is not None:
+            return self._inbox.next_lease()
         self._claim_key = self._claim_key or uuid.uuid4().hex
         try:
             got = self.client.claim(
@@ -291,6 +291,17 @@ class Slot:
             self.client.set_attrs(lease.trial_id, lease.token, attrs)
         except (ApiError, Unavailable) as exc:
             logger.warning("trial %d: attributes not saved: %s", lease.trial_id, exc)
+
+
+def task_names(settings: WorkerSettings) -> list[str]:
+    """The tasks this worker runs: ``HPO_TASKS``, or every task it has."""
+    known = available_tasks()
+    if settings.tasks is None:
+        return sorted(known)
+    missing = sorted(set(settings.tasks) - set(known))
+    if missing:
+        raise SystemExit(f"this worker has no task named {', '.join(missing)}")
+    return sorted(settings.tasks)
 
 
 def _summary(exc: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 - One slot: it runs in this process.
 - Several slots: each runs in its own process (started with ``spawn``, never forked after CUDA
-  is initialised), pinned to its device; children die with this process.
+  is initialised), pinned to its device; children die with this process. This process claims
+  for every idle slot in one request and hands each its trial (``workers.dispatch``).
 
 Before any slot starts, the worker checks that the API answers and lets its token run trials
 (``workers.connect``); a refused token exits at once with status 3.
@@ -26,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from workers.connect import EXIT_ACCESS_REFUSED, AccessRefused, check_access
+from workers.dispatch import AnyQueue, Dispatcher, SlotInbox
 from workers.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -65,7 +67,12 @@ def _refused(exc: AccessRefused) -> int:
 
 
 def _run_slot(
-    settings: WorkerSettings, index: int, device: str, n_slots: int, shutdown: threading.Event
+    settings: WorkerSettings,
+    index: int,
+    device: str,
+    n_slots: int,
+    shutdown: threading.Event,
+    inbox: SlotInbox | None = None,
 ) -> None:
     import torch
 
@@ -75,7 +82,7 @@ def _run_slot(
     torch.set_num_threads(cpu_threads_per_slot(n_slots, settings.torch_threads))
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
-    Slot(settings, index, torch.device(device), shutdown).run()
+    Slot(settings, index, torch.device(device), shutdown, inbox=inbox).run()
     logger.info("slot %d stopped", index)
 
 
@@ -109,7 +116,13 @@ def _install_two_stage(shutdown: threading.Event) -> None:
 
 
 def _child_main(
-    settings: WorkerSettings, index: int, device: str, n_slots: int, level: str
+    settings: WorkerSettings,
+    index: int,
+    device: str,
+    n_slots: int,
+    level: str,
+    wants: AnyQueue,
+    inbox: AnyQueue,
 ) -> None:
     _die_with_parent()
     configure_logging(level)
@@ -117,7 +130,9 @@ def _child_main(
     shutdown = threading.Event()
     _install_two_stage(shutdown)
     try:
-        _run_slot(settings, index, device, n_slots, shutdown)
+        _run_slot(
+            settings, index, device, n_slots, shutdown, SlotInbox(index, wants, inbox, shutdown)
+        )
     except AccessRefused as exc:
         sys.exit(_refused(exc))
     # The slot has handed its lease back: a copy of the signal that arrives now (sent to the
@@ -126,21 +141,30 @@ def _child_main(
 
 
 def _run_children(settings: WorkerSettings, devices: list[str]) -> int:
+    from workers.slot import task_names
+
     ctx = mp.get_context("spawn")
+    wants: AnyQueue = ctx.Queue()
+    inboxes: list[AnyQueue] = [ctx.Queue() for _ in devices]
     # Pickled, not JSON: a JSON dump masks the API token ('**********').
     children = [
         ctx.Process(
             target=_child_main,
-            args=(settings, i, device, len(devices), settings.log_level),
+            args=(settings, i, device, len(devices), settings.log_level, wants, inboxes[i]),
             name=f"slot-{i}",
         )
         for i, device in enumerate(devices)
     ]
     for child in children:
         child.start()
+    stop_claiming = threading.Event()
+    dispatcher = Dispatcher(settings, task_names(settings), wants, inboxes, stop_claiming)
+    claims = threading.Thread(target=dispatcher.run, name="dispatch", daemon=True)
+    claims.start()
     signals_seen: list[int] = []
 
     def handle(signum: int, frame: FrameType | None) -> None:
+        stop_claiming.set()
         signals_seen.append(signum)
         if len(signals_seen) > 1:
             for child in children:
@@ -155,6 +179,11 @@ def _run_children(settings: WorkerSettings, devices: list[str]) -> int:
     signal.signal(signal.SIGINT, handle)
     for child in children:
         child.join()
+    stop_claiming.set()
+    claims.join(timeout=settings.poll_wait_s + 35.0)  # a long poll in flight ends by then
+    if dispatcher.hand_back_undelivered():
+        logger.info("trials claimed for slots that had stopped were handed back")
+    dispatcher.close()
     if any(c.exitcode == EXIT_ACCESS_REFUSED for c in children):
         return EXIT_ACCESS_REFUSED
     failed = [c.name for c in children if c.exitcode not in (0, None)]

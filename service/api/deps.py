@@ -27,8 +27,10 @@ from service.errors import Forbidden, Unauthorized
 from service.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, IdempotencyKey
 from service.settings import ServerSettings
 from service.studies.service import StudyService
+from service.trials.imports import TrialImports
 from service.trials.queries import TrialQueries
 from service.trials.service import TrialService
+from service.trials.suggest import Suggestions
 
 
 async def get_settings(request: Request) -> ServerSettings:
@@ -51,10 +53,22 @@ async def get_trial_queries(request: Request) -> TrialQueries:
     return service
 
 
+async def get_suggestions(request: Request) -> Suggestions:
+    service: Suggestions = request.app.state.suggestions
+    return service
+
+
+async def get_imports(request: Request) -> TrialImports:
+    service: TrialImports = request.app.state.imports
+    return service
+
+
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 StudiesDep = Annotated[StudyService, Depends(get_studies)]
 TrialsDep = Annotated[TrialService, Depends(get_trials)]
 TrialQueriesDep = Annotated[TrialQueries, Depends(get_trial_queries)]
+ImportsDep = Annotated[TrialImports, Depends(get_imports)]
+SuggestionsDep = Annotated[Suggestions, Depends(get_suggestions)]
 
 
 async def get_auth(request: Request) -> AuthService:

@@ -1,4 +1,4 @@
-"""``hpo study ...``: create, inspect, steer and export studies through the HTTP API."""
+"""``hpo study ...``: create, inspect, steer, export and import studies through the HTTP API."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import itertools
 import sys
 from typing import Any
 
+from service.cli import trial_import
 from service.cli.api import api_client, study_id
 from service.cli.errors import CliError
 from service.cli.options import command, group
 from service.cli.output import print_json, print_table
 from service.cli.study_file import parse_value, read_study
 from service.cli.study_summary import print_best, print_study, print_trials
-from workers.client import HPOClient
+from workers.client import ApiError, HPOClient
 
 STATES = ("running", "paused", "stopped", "completed")
 _STEER = {
@@ -52,6 +53,15 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     export.add_argument("-o", "--output", help="write to this file (default: standard output)")
     export.set_defaults(handler=_export)
+    imports = command(
+        sub, "import", "import finished trials: an export (CSV, JSON Lines) or an Optuna study",
+        api=True,
+    )  # fmt: skip
+    imports.add_argument("study", help="name or id of the study to import into")
+    imports.add_argument("file", nargs="?", help="a file `hpo study export` wrote (.csv, .jsonl)")
+    imports.add_argument("--optuna-storage", metavar="URL", help="an Optuna storage URL")
+    imports.add_argument("--optuna-study", metavar="NAME", help="the Optuna study's name")
+    imports.set_defaults(handler=_import)
     enqueue = command(sub, "enqueue", "queue a configuration ahead of new samples", api=True)
     enqueue.add_argument("study", help="name or id")
     enqueue.add_argument("params", nargs="+", metavar="NAME=VALUE", help="e.g. lr=1e-3 n_layers=2")
@@ -154,6 +164,50 @@ def _write(client: HPOClient, sid: int, fmt: str, out: Any) -> None:
     for chunk in client.export(sid, fmt):
         out.write(chunk)
     out.flush()
+
+
+def _import(args: argparse.Namespace) -> int:
+    optuna = args.optuna_storage is not None or args.optuna_study is not None
+    if optuna and args.file is not None:
+        raise CliError("give a file or an Optuna study, not both")
+    if optuna and (args.optuna_storage is None or args.optuna_study is None):
+        raise CliError(
+            "an Optuna study needs both --optuna-storage URL and --optuna-study NAME",
+            "e.g. --optuna-storage sqlite:///optuna.db --optuna-study my-study",
+        )
+    if not optuna and args.file is None:
+        raise CliError(
+            "give the file to import (an export, .csv or .jsonl), or an Optuna study",
+            "e.g. hpo study import STUDY trials.jsonl, or --optuna-storage URL --optuna-study NAME",
+        )
+    with api_client(args) as client:
+        study = client.get_study(args.study)
+        target = trial_import.Target.of(study)
+        if optuna:
+            source = trial_import.read_optuna(args.optuna_storage, args.optuna_study, target)
+        else:
+            source = trial_import.read_file(args.file, target)
+        if not source.rows:
+            raise CliError(f"{source.label} holds no finished trial: nothing to import")
+
+        def post(items: Any, dry_run: bool) -> Any:
+            return client.import_trials(study["id"], items, source=source.label, dry_run=dry_run)
+
+        imported = trial_import.send(source.rows, post, _import_refusal)
+    notes = [f"{source.unfinished} unfinished left out"] if source.unfinished else []
+    if source.dropped_constraints:
+        names = ", ".join(sorted(source.dropped_constraints))
+        notes.append(f"constraint values the study does not declare left out: {names}")
+    more = f" ({'; '.join(notes)})" if notes else ""
+    print(f"imported {imported} trials into {study['name']} from {source.label}{more}")
+    return 0
+
+
+def _import_refusal(exc: Exception) -> dict[str, Any] | None:
+    """The details of the API's refusal of a trial (their ``index`` names it)."""
+    if isinstance(exc, ApiError) and exc.status == 422 and isinstance(exc.details, dict):
+        return exc.details
+    return None
 
 
 def _enqueue(args: argparse.Namespace) -> int:

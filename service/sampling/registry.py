@@ -47,14 +47,36 @@ class StudyViews:
             with view.lock:
                 if not view.valid:
                     continue
-                try:
+                with self._dropped_if_failed(view):
                     yield view
-                except BaseException:
-                    if view.dirty:
-                        self._invalidate(view)
-                    raise
-                view.dirty = False
                 return
+
+    @contextmanager
+    def try_locked(self, study_id: int) -> Iterator[StudyView | None]:
+        """As :meth:`locked`, but None at once when another thread holds the study's view (a
+        caller that already holds other views must not wait: that could deadlock)."""
+        view = self.get(study_id)
+        if not view.lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if not view.valid:
+                yield None
+                return
+            with self._dropped_if_failed(view):
+                yield view
+        finally:
+            view.lock.release()
+
+    @contextmanager
+    def _dropped_if_failed(self, view: StudyView) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            if view.dirty:
+                self._invalidate(view)
+            raise
+        view.dirty = False
 
     def discard(self, study_id: int) -> None:
         """Forget a view (the study was deleted)."""

@@ -112,6 +112,18 @@ def lock_study_for_ask(conn: Connection, study_id: int) -> None:
     _LOCK_STUDY.run(conn, {"namespace": ASK_LOCK_NAMESPACE, "study_id": study_id})
 
 
+_TRY_LOCK_STUDY = Statement(
+    "SELECT pg_try_advisory_xact_lock(CAST(:namespace AS int), CAST(:study_id AS int)) AS got"
+)
+
+
+def try_lock_study_for_ask(conn: Connection, study_id: int) -> bool:
+    """Take the study's ask lock if no other transaction holds it; False at once otherwise
+    (for a transaction that already holds other studies' locks: waiting could deadlock)."""
+    row = _TRY_LOCK_STUDY.one_or_none(conn, {"namespace": ASK_LOCK_NAMESPACE, "study_id": study_id})
+    return bool(row is not None and row["got"])
+
+
 def read_study_state(conn: Connection, study_id: int) -> StudyState:
     row = conn.execute(_STUDY_STATE, {"study_id": study_id}).mappings().one_or_none()
     if row is None:

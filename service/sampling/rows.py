@@ -49,7 +49,7 @@ def decode_params(
     distributions: dict[str, BaseDistribution] = {}
     for name, internal, dist_json in rows or ():
         dist = distribution_from_json(dist_json)
-        params[name] = dist.to_external_repr(internal)
+        params[name] = dist.to_external_repr(float(internal))  # JSON gives 0.0 back as 0
         distributions[name] = dist
     return params, distributions
 
@@ -78,6 +78,8 @@ def _first(row: list[Any]) -> Any:
 # Optuna 5 keeps each constraint value in the trial system attribute "constraints:<name>" (what
 # ``Trial.set_constraint`` writes); older clients wrote one list under "constraints". Samplers
 # (TPE, GP, NSGA-II/III) and ``Study.best_trials`` read both through ``FrozenTrial.constraints``.
+IMPORTED_FROM = "hpo:imported_from"
+"""The system attribute that marks an imported trial and says where it came from."""
 CONSTRAINT_PREFIX = "constraints:"
 LEGACY_CONSTRAINTS_KEY = "constraints"
 # The one constraint the sampler's view gives a study that declares none but learns from failures.

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -44,6 +51,7 @@ from service.spec import (
 )
 
 _DUPLICATE_RETRIES = 3
+_RANDOM_TRIES = 16
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,13 @@ class StudyView:
         self.pruner = build_pruner(definition.pruner, definition.directions)
         self.distributions = to_distributions(definition.search_space)
         self.active = ActiveSpace(definition.search_space)
+        # Draws a new trial at random when the sampler keeps repeating a running trial's
+        # configuration (never for grid: it visits its grid points itself).
+        self._fallback: optuna.samplers.BaseSampler | None = (
+            None
+            if definition.sampler.name == "grid"
+            else optuna.samplers.RandomSampler(seed=definition.sampler.options.get("seed"))
+        )
         self._continuous = any(
             isinstance(d, FloatDistribution) and d.step is None for d in self.distributions.values()
         )
@@ -115,6 +130,8 @@ class StudyView:
         self.attempts: dict[int, int] = {}
         # Every parameter combination in the view, to spot exact repeats in O(1).
         self._points: set[tuple[tuple[str, Any], ...]] = set()
+        # Names of parameters some trial holds that the space does not declare (define-by-run).
+        self.undeclared: set[str] = set()
 
     @property
     def study_id(self) -> int:
@@ -140,6 +157,7 @@ class StudyView:
         self.storage.put_trial(trial_id, trial)
         if trial.params:
             self._points.add(_point(trial.params))
+            self.undeclared.update(n for n in trial.params if n not in self.distributions)
         self.attempts[trial_id] = row["attempt"]
         queued_at = _timestamp(row["queued_at"])
         if queued_at is not None:
@@ -181,16 +199,22 @@ class StudyView:
         """
         with time_sampling(self.definition.sampler.name):
             for _ in range(_DUPLICATE_RETRIES):
-                sampled = self._sample_once(trial_id)
-                if trial_id is not None or not self._duplicates_existing(sampled.params):
-                    break
-        return sampled
+                sampled = self._sample_once(trial_id, self.sampler)
+                if trial_id is not None or not self._repeats(sampled.params):
+                    return sampled
+            if self._fallback is None or not self._repeats_pending(sampled.params):
+                return sampled
+            for _ in range(_RANDOM_TRIES):
+                other = self._sample_once(None, self._fallback)
+                if not self._repeats_pending(other.params):
+                    return other
+        return sampled  # the space has hardly a configuration that is not running already
 
-    def _sample_once(self, trial_id: int | None) -> Sampled:
+    def _sample_once(self, trial_id: int | None, sampler: optuna.samplers.BaseSampler) -> Sampled:
         study = optuna.Study(
             study_name=self.definition.name,
             storage=self.storage,
-            sampler=self.sampler,
+            sampler=sampler,
             pruner=self.pruner,
         )
         if trial_id is None:
@@ -200,7 +224,10 @@ class StudyView:
             self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
         # Parents first; a conditional parameter only when its condition holds for the values
         # already suggested (a queued trial's fixed values included).
-        self.active.suggest(optuna.Trial(study, working_id))
+        trial = optuna.Trial(study, working_id)
+        self.active.suggest(trial)
+        if self.undeclared:
+            self._keep_relative(trial, working_id)
         frozen = self.storage.get_trial(working_id)
         if trial_id is None:
             self.storage.drop_trial(working_id)
@@ -208,10 +235,68 @@ class StudyView:
         _rekey(journal, working_id)
         return Sampled(frozen.number, dict(frozen.params), dict(frozen.distributions), journal)
 
-    def _duplicates_existing(self, params: Mapping[str, Any]) -> bool:
-        """Exact repeats of a continuous point only come from twin RNG streams (for example two
-        server processes with the same seed); resample those. Discrete repeats are legitimate."""
-        return self._continuous and _point(params) in self._points
+    def _keep_relative(self, trial: optuna.Trial, working_id: int) -> None:
+        """Keep what the sampler's relative (joint) sample drew for undeclared parameters, as
+        the system attribute :data:`RELATIVE_KEY`: a later ``suggest_param`` of one of them
+        takes that value, as an Optuna trial takes its relative params (one relative sample
+        per trial, at hand-out)."""
+        relative = trial.relative_params  # drawn once per trial (cached by Optuna)
+        space = trial.relative_search_space or {}
+        kept = {
+            name: [float(space[name].to_internal_repr(value)), distribution_to_json(space[name])]
+            for name, value in relative.items()
+            if name not in self.distributions and name in space
+        }
+        if kept:
+            self.storage.set_trial_system_attr(working_id, RELATIVE_KEY, kept)
+
+    def suggest_param(self, trial_id: int, name: str, distribution: BaseDistribution) -> Any:
+        """The value of an undeclared parameter of the running trial ``trial_id`` (define-by-run),
+        set on the view (the caller stores it, and the journal, in its transaction).
+
+        A name the trial holds already keeps its value (the caller checks the distribution is
+        the same). Otherwise the value is the trial's relative sample if the sampler drew one
+        for this name and distribution at hand-out (the name is in the sampler's relative
+        search space, e.g. every finished trial has it), else the sampler's independent sample
+        on the view's history, as ``optuna.Trial.suggest_*`` does.
+        """
+        trial = self.storage.get_trial(trial_id)
+        if name in trial.params:
+            return trial.params[name]
+        with time_sampling(self.definition.sampler.name):
+            value = _kept_relative(trial, name, distribution)
+            if value is _NONE:
+                value = self._independent(trial, name, distribution)
+        self.storage.set_trial_param(
+            trial_id, name, distribution.to_internal_repr(value), distribution
+        )
+        return self.storage.get_trial(trial_id).params[name]
+
+    def _independent(self, trial: FrozenTrial, name: str, distribution: BaseDistribution) -> Any:
+        if distribution.single():
+            return _single_value(distribution)
+        study = optuna.Study(
+            study_name=self.definition.name,
+            storage=self.storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+        )
+        return self.sampler.sample_independent(study, trial, name, distribution)
+
+    def _repeats(self, params: Mapping[str, Any]) -> bool:
+        """Resampled: an exact repeat of a continuous point (that only comes from twin RNG
+        streams, for example two server processes with the same seed), and a configuration
+        that a running trial is evaluating already (a batch, or parallel workers: a model
+        that has concentrated on one discrete point repeats it even with pending points).
+        Discrete repeats of finished trials are legitimate."""
+        point = _point(params)
+        if self._continuous and point in self._points:
+            return True
+        return self._fallback is not None and self._repeats_pending(params)
+
+    def _repeats_pending(self, params: Mapping[str, Any]) -> bool:
+        point = _point(params)
+        return any(_point(self.storage.get_trial(t).params) == point for t in self.leased)
 
     def should_prune(self, trial_id: int) -> tuple[bool, Journal]:
         """The study's pruner on the view (which already holds the new intermediate value)."""
@@ -226,6 +311,27 @@ class StudyView:
 
 
 PROVISIONAL = 0  # the key journals use for "the trial being created"
+# The trial system attribute holding a hand-out's relative sample of undeclared parameters:
+# name -> [internal value, distribution JSON].
+RELATIVE_KEY = "hpo:relative_params"
+_NONE = object()
+
+
+def _kept_relative(trial: FrozenTrial, name: str, distribution: BaseDistribution) -> Any:
+    """The relative sample kept for ``name`` at hand-out, if it was drawn for ``distribution``."""
+    kept = trial.system_attrs.get(RELATIVE_KEY)
+    entry = kept.get(name) if isinstance(kept, dict) else None
+    if entry is None or json_to_distribution(entry[1]) != distribution:
+        return _NONE
+    return distribution.to_external_repr(entry[0])
+
+
+def _single_value(distribution: BaseDistribution) -> Any:
+    """The only value of a one-point distribution (``low == high``, or one choice)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return distribution.choices[0]
+    assert isinstance(distribution, FloatDistribution | IntDistribution)
+    return distribution.low
 
 
 def _rekey(journal: Journal, working_id: int) -> None:

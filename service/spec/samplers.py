@@ -21,7 +21,8 @@ come and go:
   the trials are split into groups of parameters that occur together, and each group is
   sampled jointly). With ``multivariate=false`` each parameter is sampled on its own from the
   trials that have it; with ``group=false`` only the parameters every trial has are sampled
-  jointly.
+  jointly. The same defaults hold for an open space (``{}``: every parameter is suggested by the
+  objective, define-by-run).
 * ``random``: every active parameter independently.
 * ``gp``, ``nsga2``: the parameters every trial so far has (Optuna's intersection search
   space) are sampled relatively; the others by the sampler's independent fallback (random).
@@ -139,7 +140,7 @@ class _Entry:
 
 def _tpe_defaults(kwargs: dict[str, Any], space: Space) -> dict[str, Any]:
     defaults: dict[str, Any] = {"constant_liar": True}
-    if is_conditional(space):
+    if is_conditional(space) or not space:  # conditional, or open (define-by-run)
         multivariate = kwargs.get("multivariate", True)
         defaults |= {"multivariate": multivariate, "group": kwargs.get("group", multivariate)}
     return {**defaults, **kwargs}

@@ -230,8 +230,10 @@ ParamName = Annotated[
     StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH),
     AfterValidator(_check_name),
 ]
-SearchSpace = Annotated[dict[ParamName, ParamSpec], Field(min_length=1, max_length=MAX_PARAMS)]
-"""Parameter name -> spec; 1 to 1000 parameters, names 1-512 chars without control chars."""
+SearchSpace = Annotated[dict[ParamName, ParamSpec], Field(max_length=MAX_PARAMS)]
+"""Parameter name -> spec; 0 to 1000 parameters, names 1-512 chars without control chars. An
+empty (or partly declared) space is open: the trials' other parameters are suggested by the
+objective at run time (define-by-run, :mod:`service.trials.suggest`)."""
 
 _SPACE_ADAPTER: TypeAdapter[dict[str, ParamSpec]] = TypeAdapter(SearchSpace)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from service.documents import AttrKey, json_document
+from service.ids import ResourceId
 from service.spec import PrunerSpec, SamplerSpec, SearchSpace
 from service.states import StoredStudyState, StudyStateName
 
@@ -79,6 +80,40 @@ def _unique(names: list[str]) -> list[str]:
     return names
 
 
+ForkState = Literal["complete", "pruned", "failed"]
+MAX_FORK_DEFAULTS = 1000
+
+
+def _complete_only() -> list[ForkState]:
+    return ["complete"]
+
+
+class ForkFrom(BaseModel):
+    """Start from another study's trials: those that fit the new study are imported with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: ResourceId | StudyName = Field(
+        description="the source study, by id (a number) or by name (a string); the caller must"
+        " be allowed to read it"
+    )
+    states: list[ForkState] = Field(
+        default_factory=_complete_only, min_length=1, max_length=3, description="which trials"
+    )
+    defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=MAX_FORK_DEFAULTS,
+        description="a value for each parameter the new space adds: source trials without it"
+        " take this value (without one, such a trial is skipped)",
+    )
+
+    @field_validator("states")
+    @classmethod
+    def _no_repeated_states(cls, states: list[ForkState]) -> list[ForkState]:
+        _unique(cast(list[str], states))
+        return states
+
+
 class StudyCreate(BaseModel):
     """Everything a study needs. ``task`` is free JSON for the workers (``task.name`` selects
     which workers may claim its trials)."""
@@ -109,6 +144,12 @@ class StudyCreate(BaseModel):
         default_factory=_oom,
         description="failure reasons the sampler learns from as infeasible points ('oom',"
         " 'nan'); [] leaves failed trials out of the sampler, as plain Optuna does",
+    )
+    from_: ForkFrom | None = Field(
+        default=None,
+        alias="from",
+        description="fork: import the trials of another study that fit this one (the answer's"
+        " 'fork' lists those skipped, and why)",
     )
 
     @field_validator("constraints", "infeasible_failures")
@@ -158,6 +199,29 @@ class TrialCounts(BaseModel):
     failed: int = 0
 
 
+class SkippedTrialOut(BaseModel):
+    number: int = Field(description="its number in the source study")
+    state: ForkState
+    reason: str = Field(description="why it does not fit the new study")
+
+
+class ForkOut(BaseModel):
+    """What a fork imported from its source."""
+
+    source_study_id: int
+    source_study: str
+    imported: int
+    skipped: list[SkippedTrialOut]
+    dropped_params: list[str] = Field(
+        description="source parameters the imported trials do not hold: not in the new space,"
+        " or inactive there for the trial's values"
+    )
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class StudyOut(BaseModel):
     id: int
     name: str
@@ -194,3 +258,8 @@ class StudyOut(BaseModel):
     trial_counts: TrialCounts
     created_at: dt.datetime
     updated_at: dt.datetime
+    fork: ForkOut | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="only in the answer of a create with 'from': what was imported",
+    )

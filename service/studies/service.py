@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from service import idempotency
+from service.auth import repository as auth_repo
 from service.checkpoints.store import CheckpointStore
 from service.db.unit_of_work import UnitOfWork
 from service.errors import DuplicateName, NotFound, SpecError
@@ -22,8 +23,17 @@ from service.spec import PrunerSpec, SamplerSpec, check_study, grid_point_count,
 from service.spec.samplers import CONSTRAINT_AWARE
 from service.states import StudyStateName
 from service.studies import repository as repo
-from service.studies.schemas import StudyCreate, StudyOut, StudyPatch, TrialCounts
+from service.studies.schemas import (
+    ForkFrom,
+    ForkOut,
+    SkippedTrialOut,
+    StudyCreate,
+    StudyOut,
+    StudyPatch,
+    TrialCounts,
+)
 from service.studies.task_check import check_task
+from service.trials.imports import ImportTarget, fork_trials
 
 _STUDY_KEY: TypeAdapter[int] = TypeAdapter(ResourceId)
 # A worker seen (claiming) within this many seconds counts as running.
@@ -194,12 +204,56 @@ def _store(
         max_retries=body.max_retries,
         lease_seconds=body.lease_seconds,
     )
+    fork = None if body.from_ is None else _fork(conn, study_id, body, body.from_, team_id)
     row = repo.get_study(conn, study_id)
     assert row is not None
     out = to_study_out(row)
+    out.fork = fork
     if idem is not None:
         idempotency.record(conn, idem, 201, out.model_dump(mode="json"))
     return out
+
+
+def _fork(
+    conn: Connection, study_id: int, body: StudyCreate, source: ForkFrom, team_id: int | None
+) -> ForkOut:
+    """Import the trials of the source study that fit the new one (same transaction)."""
+    found = _source_study(conn, source.study, team_id)
+    target = ImportTarget(body.search_space, len(body.directions), tuple(body.constraints))
+    forked = fork_trials(
+        conn,
+        study_id=study_id,
+        target=target,
+        source={"study_id": found.study_id, "study": found.name},
+        source_study_id=found.study_id,
+        states=source.states,
+        defaults=source.defaults,
+    )
+    return ForkOut(
+        source_study_id=found.study_id,
+        source_study=found.name,
+        imported=forked.imported,
+        skipped=[
+            SkippedTrialOut(number=s.number, state=s.state, reason=s.reason) for s in forked.skipped
+        ],
+        dropped_params=forked.dropped_params,
+    )
+
+
+def _source_study(conn: Connection, ref: int | str, team_id: int | None) -> repo.StudyRow:
+    """The study a fork starts from, by id or name, if the caller's team may read it (another
+    team's answers as an unknown one does)."""
+    if isinstance(ref, str):
+        row = repo.get_study_by_name(conn, ref, team_id)
+    elif team_id is None or auth_repo.team_of_study(conn, ref) == team_id:
+        row = repo.get_study(conn, ref)
+    else:
+        row = None
+    if row is None:
+        raise NotFound(
+            f"from.study: there is no study {ref!r} you may read; `GET /studies` lists them"
+        )
+    return row
 
 
 def _spec(body: StudyCreate) -> dict[str, Any]:

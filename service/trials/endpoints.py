@@ -22,7 +22,7 @@ from service.api.errors import error_responses
 from service.api.params import Cursor, StudyId, TrialId
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from service.states import TrialStateName
-from service.trials.handout import HandOut
+from service.trials.handout import Batch, HandOut
 from service.trials.leases import Finish
 from service.trials.schemas import (
     AskIn,
@@ -34,6 +34,7 @@ from service.trials.schemas import (
     EnqueueIn,
     HeartbeatOut,
     LeasedTrialOut,
+    LeasedTrialsOut,
     LeaseIn,
     ReportIn,
     ReportOut,
@@ -52,8 +53,11 @@ _HANDOUT_RESPONSES: dict[int | str, dict[str, object]] = {
 _LEASE_ERRORS = error_responses(400, 404, 409)
 
 
-def _handout_response(result: HandOut) -> LeasedTrialOut | Response:
-    """200 with the leased trial, or 204 (no body) with the reason in a header."""
+def _handout_response(result: HandOut | Batch) -> LeasedTrialOut | LeasedTrialsOut | Response:
+    """200 with the leased trial, or 204 (no body) with the reason in a header; a batch is
+    always 200 with its trials (maybe none) and the reason."""
+    if isinstance(result, Batch):
+        return result.body()
     if result.trial is not None:
         return result.trial
     headers = {NO_TRIAL_HEADER: result.reason} if result.reason else None
@@ -62,7 +66,7 @@ def _handout_response(result: HandOut) -> LeasedTrialOut | Response:
 
 @router.post(
     "/studies/{study_id}/trials",
-    response_model=LeasedTrialOut,
+    response_model=LeasedTrialOut | LeasedTrialsOut,
     responses={**_HANDOUT_RESPONSES, **error_responses(400, 404, 409)},
 )
 def ask(
@@ -72,15 +76,21 @@ def ask(
     caller: StudyRunner,
     request: Request,
     key: IdempotencyHeader = None,
-) -> LeasedTrialOut | Response:
-    """Ask for the study's next trial (a queued one first, else a new sample)."""
+) -> LeasedTrialOut | LeasedTrialsOut | Response:
+    """Ask for the study's next trial (a queued one first, else a new sample).
+
+    With ``count``, up to that many trials in one answer, each under its own lease: atomic
+    against ``max_parallel`` and the budget, idempotent as a whole.
+    """
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
+    if body.count is not None:
+        return _handout_response(trials.ask_many(study_id, body.worker_id, body.count, idem))
     return _handout_response(trials.ask(study_id, body.worker_id, idem))
 
 
 @router.post(
     "/trials/claim",
-    response_model=LeasedTrialOut,
+    response_model=LeasedTrialOut | LeasedTrialsOut,
     responses={**_HANDOUT_RESPONSES, **error_responses(400, 409)},
 )
 async def claim(
@@ -89,14 +99,16 @@ async def claim(
     caller: TeamRunner,
     request: Request,
     key: IdempotencyHeader = None,
-) -> LeasedTrialOut | Response:
+) -> LeasedTrialOut | LeasedTrialsOut | Response:
     """Lease one trial from any running study this worker may take, fairly across studies.
 
     With ``wait_seconds`` the request waits (long poll) until a trial is available; a trial
-    finishing, a study created or resumed anywhere wakes it at once.
+    finishing, a study created or resumed anywhere wakes it at once. With ``count``, up to
+    that many trials in one answer (spread across the eligible studies), as soon as there is
+    at least one.
     """
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
-    wanted = Claim(body.worker_id, body.study_ids, body.tasks, body.wait_seconds)
+    wanted = Claim(body.worker_id, body.study_ids, body.tasks, body.wait_seconds, body.count)
     result = await trials.claim(wanted, idem, team_id=caller.team_id, gone=request.is_disconnected)
     return _handout_response(result)
 

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 
@@ -27,7 +27,7 @@ from service.sampling import repository as view_repo
 from service.sampling.rows import decode_attrs
 from service.sampling.view import PROVISIONAL, Handout, NoHandout, NoTrialReason, StudyView
 from service.trials import repository as repo
-from service.trials.schemas import LeasedTrialOut, LeaseOut
+from service.trials.schemas import LeasedTrialOut, LeasedTrialsOut, LeaseOut
 
 _WORKER_TOUCH_S = 10.0
 _WORKER_SEEN_MAX = 100_000
@@ -47,6 +47,35 @@ class HandOut:
 
     trial: LeasedTrialOut | None
     reason: NoTrialReason | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.trial is not None
+
+    @classmethod
+    def stored(cls, body: Any) -> HandOut:
+        return cls(LeasedTrialOut.model_validate(body))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The result of ask/claim with ``count``: the trials leased (each under its own lease),
+    and why there are fewer than asked for when the study said why."""
+
+    trials: list[LeasedTrialOut]
+    reason: NoTrialReason | None = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.trials)
+
+    def body(self) -> LeasedTrialsOut:
+        return LeasedTrialsOut(trials=self.trials, no_trial_reason=self.reason)
+
+    @classmethod
+    def stored(cls, body: Any) -> Batch:
+        out = LeasedTrialsOut.model_validate(body)
+        return cls(out.trials, cast(NoTrialReason | None, out.no_trial_reason))
 
 
 @dataclass(frozen=True)
@@ -99,7 +128,8 @@ class Handouts:
             study_id=study_id,
             number=leased.number,
             attempt=leased.attempt,
-            params={n: leased.params[n] for n in view.distributions if n in leased.params},
+            params={n: leased.params[n] for n in view.distributions if n in leased.params}
+            | {n: v for n, v in leased.params.items() if n not in view.distributions},
             task=view.definition.task,
             lease=LeaseOut(
                 token=token,
@@ -111,6 +141,27 @@ class Handouts:
         if idem is not None:
             idempotency.record(conn, idem, 200, out.model_dump(mode="json"))
         return out
+
+    def hand_out_many(
+        self,
+        conn: Connection,
+        view: StudyView,
+        worker_id: str,
+        count: int,
+        *,
+        touch: bool = True,
+    ) -> Batch:
+        """Lease up to ``count`` trials of the study, one after the other on ``conn``: each
+        hand-out re-reads the study under its ask lock, so it counts the ones before it against
+        ``max_parallel`` and the budget, and the sampler sees them as running trials (TPE's
+        constant liar, GP's pending points). Nothing is recorded under an idempotency key."""
+        leased: list[LeasedTrialOut] = []
+        for i in range(count):
+            try:
+                leased.append(self.hand_out(conn, view, worker_id, None, touch=touch and i == 0))
+            except NoTrial as none:
+                return Batch(leased, none.reason)
+        return Batch(leased)
 
     def touch_worker(
         self,

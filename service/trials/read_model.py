@@ -6,6 +6,7 @@ import datetime as dt
 import math
 
 from service.sampling.rows import (
+    IMPORTED_FROM,
     constraint_values,
     decode_attrs,
     decode_intermediate,
@@ -34,7 +35,9 @@ def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
     if state == "waiting" and not params:  # enqueued: the values it was queued with
         params = dict(decode_attrs(row.system_attrs).get("fixed_params") or {})
     values = decode_values(row.trial_values) if state == "complete" else None
-    constraints = constraint_values(decode_attrs(row.system_attrs)) or None
+    system_attrs = decode_attrs(row.system_attrs)
+    constraints = constraint_values(system_attrs) or None
+    imported = system_attrs.get(IMPORTED_FROM)
     start, end = utc(row.datetime_start), utc(row.datetime_complete)
     out = TrialOut(
         id=row.trial_id,
@@ -54,6 +57,7 @@ def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
         lease_expires_at=row.lease_expires_at if state == "running" else None,
         constraints=constraints,
         feasible=None if constraints is None else all(v <= 0 for v in constraints.values()),
+        imported_from=imported if isinstance(imported, dict) else None,
     )
     if intermediate:
         curve = decode_intermediate(row.intermediate)

@@ -41,12 +41,27 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AskIn(_In):
+MAX_BATCH = 64
+_COUNT_DESCRIPTION = (
+    "lease up to this many trials in one request (each with its own lease); the answer is then"
+    " always 200 with 'trials' (possibly fewer, or none: 'no_trial_reason' says why)"
+)
+
+
+BatchCount = Annotated[int, Field(strict=True, ge=1, le=MAX_BATCH, description=_COUNT_DESCRIPTION)]
+
+
+class NextIn(_In):
     worker_id: WorkerId
+
+
+class AskIn(NextIn):
+    count: BatchCount | None = None
 
 
 class ClaimIn(_In):
     worker_id: WorkerId
+    count: BatchCount | None = None
     study_ids: list[ResourceId] | None = Field(default=None, max_length=MAX_CLAIM_STUDIES)
     tasks: list[TaskName] | None = Field(default=None, max_length=MAX_CLAIM_TASKS)
     wait_seconds: float = Field(
@@ -88,7 +103,7 @@ class CompleteIn(LeaseIn):
         " value here (<= 0 is feasible; NaN refused)",
     )
     user_attrs: UserAttrs = Field(default_factory=dict)
-    next: AskIn | None = Field(
+    next: NextIn | None = Field(
         default=None,
         description="also ask the same study for the next trial for this worker (saves a round"
         " trip); the answer is in 'next_trial', or 'no_trial_reason' says why there is none",
@@ -133,6 +148,14 @@ class LeasedTrialOut(BaseModel):
     lease: LeaseOut
 
 
+class LeasedTrialsOut(BaseModel):
+    """A batch hand-out (ask or claim with ``count``): the trials leased, each under its own
+    lease, and why there are fewer than asked for (None when the batch is full)."""
+
+    trials: list[LeasedTrialOut]
+    no_trial_reason: str | None = None
+
+
 class HeartbeatOut(BaseModel):
     expires_at: dt.datetime
     should_stop: bool
@@ -172,6 +195,10 @@ class TrialOut(BaseModel):
         default=None,
         description="for a trial with constraint values: whether all are <= 0 (an infeasible"
         " trial never counts as best)",
+    )
+    imported_from: dict[str, Any] | None = Field(
+        default=None,
+        description="for an imported trial (warm start, fork): where it came from",
     )
 
 

@@ -22,11 +22,12 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection
@@ -39,10 +40,11 @@ from service.notify import WorkSignal
 from service.observability.metrics import count_claim
 from service.sampling import repository as view_repo
 from service.sampling.registry import StudyViews
+from service.sampling.view import StudyView
 from service.spec import check_params
 from service.studies import repository as study_repo
 from service.trials import repository as repo
-from service.trials.handout import HandOut, Handouts, NoTrial, next_key
+from service.trials.handout import Batch, HandOut, Handouts, NoTrial, next_key
 from service.trials.index import TrialStudyIndex
 from service.trials.leases import Finish, check_replay, raise_for_lease
 from service.trials.read_model import to_trial_out
@@ -50,6 +52,7 @@ from service.trials.repository import TrialRow
 from service.trials.schemas import LeasedTrialOut, TrialOut
 
 _CLAIM_CANDIDATES = 8
+_Answer = TypeVar("_Answer", HandOut, Batch)
 _SAVEPOINT = "hpo_next_trial"
 
 
@@ -70,6 +73,7 @@ class Claim:
     study_ids: Sequence[int] | None = None
     tasks: Sequence[str] | None = None
     wait_seconds: float = 0.0
+    count: int | None = None  # a batch: up to this many trials in one answer
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,26 @@ class TrialService:
 
     def ask(self, study_id: int, worker_id: str, idem: IdempotencyKey | None = None) -> HandOut:
         """Lease the study's next trial to ``worker_id``, or say why there is none now."""
-        return self._idempotent(idem, idem, lambda: self._ask(study_id, worker_id, idem))
+        return self._idempotent(
+            idem, idem, lambda: self._ask(study_id, worker_id, idem), HandOut.stored
+        )
+
+    def ask_many(
+        self, study_id: int, worker_id: str, count: int, idem: IdempotencyKey | None = None
+    ) -> Batch:
+        """Lease up to ``count`` trials of the study to ``worker_id`` in one transaction:
+        atomic against ``max_parallel`` and the budget, idempotent as a whole."""
+
+        def work() -> Batch:
+            with self._views.locked(study_id) as view, self._uow.begin() as conn:
+                batch = self._handouts.hand_out_many(conn, view, worker_id, count)
+                if idem is not None and batch.found:
+                    idempotency.record(conn, idem, 200, batch.body().model_dump(mode="json"))
+            for trial in batch.trials:
+                self._index.remember(trial.id, study_id)
+            return batch
+
+        return self._idempotent(idem, idem, lambda: self._uow.run(work), Batch.stored)
 
     async def claim(
         self,
@@ -131,9 +154,10 @@ class TrialService:
         *,
         team_id: int | None,
         gone: Callable[[], Awaitable[bool]],
-    ) -> HandOut:
+    ) -> HandOut | Batch:
         """Lease one trial from any eligible study of the team (of any team for None), least
         recently served first; with ``wait_seconds``, wait (long poll) until one is available.
+        With ``claim.count``, a :class:`Batch` of up to that many (see :meth:`_claim_batch`).
 
         A trial finishing, a study created or resumed anywhere wakes the wait at once. ``gone``
         tells whether the caller hung up (the wait then ends with no trial). Only the first
@@ -149,7 +173,7 @@ class TrialService:
                 result = await anyio.to_thread.run_sync(attempt)
                 first = False
                 remaining = deadline - loop.time()
-                if result.trial is not None or remaining <= 0 or await gone():
+                if result.found or remaining <= 0 or await gone():
                     return result
                 await self._signal.wait(woken, min(remaining, self._timing.repoll_s))
             finally:
@@ -254,7 +278,9 @@ class TrialService:
         finished, replayed = self._uow.run(lambda: self._finish(trial_id, token, finish))
         idem = next_key(study_id, token, next_for)
         lookup = idem if replayed else None
-        following = self._idempotent(lookup, idem, lambda: self._ask(study_id, next_for, idem))
+        following = self._idempotent(
+            lookup, idem, lambda: self._ask(study_id, next_for, idem), HandOut.stored
+        )
         return Completed(finished, following)
 
     def release(self, trial_id: int, token: str) -> None:
@@ -289,24 +315,103 @@ class TrialService:
 
     def _claim_attempt(
         self, claim: Claim, idem: IdempotencyKey | None, first: bool, team_id: int | None
-    ) -> HandOut:
-        result = self._idempotent(
-            idem if first else None, idem, lambda: self._claim_once(claim, idem, team_id)
-        )
-        count_claim(result.trial is not None)
+    ) -> HandOut | Batch:
+        lookup = idem if first else None
+        result: HandOut | Batch
+        if claim.count is None:
+            once = functools.partial(self._claim_once, claim, idem, team_id)
+            result = self._idempotent(lookup, idem, once, HandOut.stored)
+        else:
+            batch = functools.partial(self._claim_batch, claim, claim.count, idem, team_id)
+            result = self._idempotent(lookup, idem, batch, Batch.stored)
+        count_claim(result.found)
         return result
 
-    def _claim_once(
-        self, claim: Claim, idem: IdempotencyKey | None, team_id: int | None
-    ) -> HandOut:
-        def candidates(conn: Connection) -> list[int]:
+    def _candidates(self, claim: Claim, team_id: int | None) -> list[int]:
+        """The studies a claim may take from, fairest first (the worker is recorded too)."""
+
+        def work(conn: Connection) -> list[int]:
             found = repo.claim_candidates(
                 conn, claim.study_ids, claim.tasks, _CLAIM_CANDIDATES, team_id=team_id
             )
             self._handouts.touch_worker(conn, claim.worker_id, claim.tasks, team_id=team_id)
             return found
 
-        for study_id in self._uow.transaction(candidates):
+        return self._uow.transaction(work)
+
+    def _claim_batch(
+        self, claim: Claim, count: int, idem: IdempotencyKey | None, team_id: int | None
+    ) -> Batch:
+        """Up to ``count`` trials from the candidate studies in one transaction, spread across
+        them (one from each in fairness order, then round again over those that gave one).
+
+        The first study's locks are awaited; the others are taken only when free at once (a
+        study another hand-out holds is skipped), so two batch claims never wait on each other
+        in a cycle. Every view stays locked until the transaction has committed."""
+        study_ids = self._candidates(claim, team_id)
+
+        def work() -> Batch:
+            with contextlib.ExitStack() as held:
+                first = _first_lockable(held, self._views, study_ids)
+                if first is None:
+                    return Batch([])
+                with self._uow.begin() as conn:
+                    batch = self._spread(conn, held, first, study_ids, claim.worker_id, count)
+                    if idem is not None and batch.found:
+                        body = batch.body().model_dump(mode="json")
+                        idempotency.record(conn, idem, 200, body)
+            for trial in batch.trials:
+                self._index.remember(trial.id, trial.study_id)
+            return batch
+
+        return self._uow.run(work) if study_ids else Batch([])
+
+    def _spread(
+        self,
+        conn: Connection,
+        held: contextlib.ExitStack,
+        first: StudyView,
+        study_ids: Sequence[int],
+        worker_id: str,
+        count: int,
+    ) -> Batch:
+        leased: list[LeasedTrialOut] = []
+        giving: list[StudyView] = []  # the studies that gave a trial in the first round
+        for study_id in study_ids[study_ids.index(first.study_id) :]:
+            if len(leased) == count:
+                break
+            view = first if study_id == first.study_id else None
+            if view is None:
+                view = held.enter_context(self._views.try_locked(study_id))
+                if view is None or not view_repo.try_lock_study_for_ask(conn, study_id):
+                    continue
+            got = self._take(conn, view, worker_id, 1)
+            if got:
+                leased.extend(got)
+                giving.append(view)
+        while len(leased) < count and giving:
+            for view in list(giving):
+                got = self._take(conn, view, worker_id, 1)
+                if not got:
+                    giving.remove(view)
+                leased.extend(got)
+                if len(leased) == count:
+                    break
+        return Batch(leased)
+
+    def _take(
+        self, conn: Connection, view: StudyView, worker_id: str, count: int
+    ) -> list[LeasedTrialOut]:
+        """Up to ``count`` trials of a locked study; none when it has none or was deleted."""
+        try:
+            return self._handouts.hand_out_many(conn, view, worker_id, count, touch=False).trials
+        except NotFound:
+            return []
+
+    def _claim_once(
+        self, claim: Claim, idem: IdempotencyKey | None, team_id: int | None
+    ) -> HandOut:
+        for study_id in self._candidates(claim, team_id):
             try:
                 # The worker was recorded (for its team) with the candidate query.
                 hand_out = functools.partial(
@@ -372,24 +477,38 @@ class TrialService:
         self,
         lookup: IdempotencyKey | None,
         idem: IdempotencyKey | None,
-        run: Callable[[], HandOut],
-    ) -> HandOut:
-        """Replay the answer stored under ``lookup`` if any, else ``run`` (which records its
-        answer under ``idem``); a concurrent duplicate gets the answer that won."""
+        run: Callable[[], _Answer],
+        parse: Callable[[Any], _Answer],
+    ) -> _Answer:
+        """Replay the answer stored under ``lookup`` if any (``parse`` reads it back), else
+        ``run`` (which records its answer under ``idem``); a concurrent duplicate gets the
+        answer that won."""
         if lookup is not None:
             stored = self._stored(lookup)
             if stored is not None:
-                return HandOut(stored)
+                return parse(stored)
         try:
             return run()
         except KeyRace:
             assert idem is not None
-            return HandOut(self._stored(idem))
+            return parse(self._stored(idem))
 
-    def _stored(self, idem: IdempotencyKey) -> LeasedTrialOut | None:
+    def _stored(self, idem: IdempotencyKey) -> Any:
         with self._uow.read() as conn:
             stored = idempotency.find(conn, idem)
-        return None if stored is None else LeasedTrialOut.model_validate(stored.body)
+        return None if stored is None else stored.body
+
+
+def _first_lockable(
+    held: contextlib.ExitStack, views: StudyViews, study_ids: Sequence[int]
+) -> StudyView | None:
+    """Lock (waiting) the view of the first candidate that still exists; None if none does."""
+    for study_id in study_ids:
+        try:
+            return held.enter_context(views.locked(study_id))
+        except NotFound:
+            continue
+    return None
 
 
 def _check_budget(conn: Connection, study_id: int) -> None:

@@ -475,3 +475,17 @@ def test_hot_path_round_trips(db: ScratchDatabase, tmp_path: Path, round_trips: 
         # finish, savepoint+lock+read, insert, the idempotency record (so that a repeated
         # complete gets the same next trial): four round trips, one commit
         assert cost(lambda: complete_next(trial, 0.4)) == (4, 1)
+
+
+def test_a_float_parameter_at_zero_reads_back_as_a_float(client: TestClient) -> None:
+    space = {
+        "x": {"type": "float", "low": -1.0, "high": 1.0},
+        "n": {"type": "int", "low": 0, "high": 3},
+    }
+    sid = create_study(client, search_space=space, task={"name": "own"})["id"]
+    client.post(f"{API}/studies/{sid}/trials/enqueue", json={"params": {"x": 0.0, "n": 0}})
+    trial = ask(client, sid)
+    complete(client, trial, 1.0)
+    params = client.get(f"{API}/trials/{trial['id']}").json()["params"]
+    assert params == {"x": 0.0, "n": 0}
+    assert isinstance(params["x"], float) and isinstance(params["n"], int)

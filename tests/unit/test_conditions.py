@@ -234,3 +234,20 @@ def test_the_other_samplers_suggest_only_active_parameters(
         assert list(frozen.params) == active.active(frozen.params)
         assert ("momentum" in frozen.params) == (frozen.params["optimizer"] == "sgd")
         assert ("width_l3" in frozen.params) == (frozen.params["n_layers"] >= 3)
+
+
+def test_tpe_on_an_open_space_is_grouped_multivariate_by_default() -> None:
+    """An open space ({}: the objective suggests everything) gets the conditional defaults."""
+    sampler = build_sampler(SamplerSpec(name="tpe", options={}), {}, ["minimize"])
+    assert isinstance(sampler, TPESampler)
+    study = optuna.create_study(sampler=sampler)
+    study.enqueue_trial({"optimizer": "sgd", "momentum": 0.5})
+    study.enqueue_trial({"optimizer": "adam"})
+    for _ in range(2):
+        trial = study.ask()
+        if trial.suggest_categorical("optimizer", ["sgd", "adam"]) == "sgd":
+            trial.suggest_float("momentum", 0.0, 0.99)
+        study.tell(trial, 1.0)
+    study.ask()
+    relative = sampler.infer_relative_search_space(study, study.trials[-1])
+    assert "momentum" in relative  # grouped: a parameter of one branch is modelled too

@@ -223,7 +223,6 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
 @pytest.mark.parametrize(
     ("raw", "loc", "text"),
     [
-        ({}, ["search_space"], "at least 1 item"),
         ({f"p{i}": INT for i in range(1001)}, ["search_space"], "at most 1000 items"),
         ({"": INT}, ["search_space", "", "[key]"], "at least 1 character"),
         ({"n" * 513: INT}, ["search_space", "n" * 513, "[key]"], "at most 512 characters"),
@@ -236,6 +235,11 @@ def test_space_level_refusals(raw: Any, loc: list[str], text: str) -> None:
     error = spec_error(parse_search_space, raw)
     assert error.details[0]["loc"] == loc
     assert text in error.details[0]["msg"]
+
+
+def test_an_empty_space_is_open() -> None:
+    """Define-by-run: the objective suggests every parameter (service.trials.suggest)."""
+    assert parse_search_space({}) == {}
 
 
 def test_parse_accepts_already_built_models() -> None:

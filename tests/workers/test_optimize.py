@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 
 from tests.support import ServerProcess
@@ -28,7 +29,9 @@ def test_optimize_finds_the_minimum_and_prunes(server: ServerProcess) -> None:
     def objective(trial: ClientTrial) -> float:
         x: float = trial.params["x"]
         for step in range(4):
-            trial.report(step, (x - 1.0) ** 2 + 1.0 / (step + 1))
+            trial.report((x - 1.0) ** 2 + 1.0 / (step + 1), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
         trial.set_user_attr("x_seen", x)
         return (x - 1.0) ** 2
 

@@ -7,7 +7,8 @@ trial stamps ``hpo_trials.change_xid`` (see ``service.sampling.repository``), ap
 (delivered at commit) to wake long-polling claims.
 
 Modules: ``handout`` (ask, claim, enqueue), ``leases`` (heartbeat, report, finish, release),
-``reads`` (the API's trial reads), ``attributes``, ``maintenance`` (the reaper), ``events``.
+``reads`` (the API's trial reads), ``attributes``, ``maintenance`` (the reaper), ``events``,
+``params`` (a parameter suggested by the objective, define-by-run).
 """
 
 from service.trials.repository.attributes import (
@@ -41,6 +42,7 @@ from service.trials.repository.maintenance import (
     purge_idempotency_keys,
     reap_expired,
 )
+from service.trials.repository.params import add_param
 from service.trials.repository.reads import (
     best_trial_id,
     complete_values,
@@ -59,6 +61,7 @@ __all__ = [
     "Renewed",
     "Reported",
     "TrialRow",
+    "add_param",
     "best_trial_id",
     "claim_candidates",
     "complete_values",
