@@ -1,4 +1,5 @@
-"""The reaper: expired leases go back to the queue (or fail after ``max_retries``).
+"""The reaper: expired leases go back to the queue (or fail after ``max_retries``); a trial the
+``asha`` pruner told to pause becomes paused instead (the next hand-out may promote it).
 
 Every server process runs one; they cooperate through ``FOR UPDATE SKIP LOCKED``, so each
 expired lease is handled exactly once however many processes run. It also drops idempotency
@@ -64,11 +65,15 @@ class Reaper:
             if len(batch) < 100:
                 break
         for reaped in done:
-            count_reaped(reaped.requeued)
+            count_reaped(reaped.requeued or reaped.paused)
             logger.info(
                 "lease of trial %d expired: %s",
                 reaped.trial_id,
-                "requeued" if reaped.requeued else "failed (max_retries reached)",
+                "paused (asha)"
+                if reaped.paused
+                else "requeued"
+                if reaped.requeued
+                else "failed (max_retries reached)",
             )
         return done
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-TrialStateName = Literal["waiting", "running", "complete", "pruned", "failed"]
-"""A trial's state as the API names it."""
+TrialStateName = Literal["waiting", "running", "complete", "pruned", "failed", "paused"]
+"""A trial's state as the API names it. ``paused``: stopped at a rung by the ``asha`` pruner,
+waiting to be promoted (Optuna's state ``WAITING``, with ``hpo_trials.paused_step`` set and no
+place in the queue)."""
 
 OptunaTrialState = Literal["WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL"]
 """A trial's state as Optuna's ``trials.state`` column holds it."""
@@ -23,6 +25,31 @@ OPTUNA_STATE: Final[dict[TrialStateName, OptunaTrialState]] = {
     "complete": "COMPLETE",
     "pruned": "PRUNED",
     "failed": "FAIL",
+    "paused": "WAITING",
 }
-API_STATE: Final[dict[OptunaTrialState, TrialStateName]] = {v: k for k, v in OPTUNA_STATE.items()}
+"""Each API state's Optuna state (``waiting`` and ``paused`` share ``WAITING``)."""
+API_STATE: Final[dict[OptunaTrialState, TrialStateName]] = {
+    "WAITING": "waiting",
+    "RUNNING": "running",
+    "COMPLETE": "complete",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+}
+"""The API state of an Optuna state for a trial that is not paused (see :func:`api_state`)."""
 FINISHED_STATES: Final[frozenset[OptunaTrialState]] = frozenset({"COMPLETE", "PRUNED", "FAIL"})
+
+
+def api_state(state: OptunaTrialState, paused_step: int | None) -> TrialStateName:
+    """The API's name of a trial in Optuna's ``state`` whose ``hpo_trials.paused_step`` is
+    ``paused_step``: a WAITING trial with a paused step is ``paused`` (a running trial told to
+    pause is still running until it hands its lease back)."""
+    if state == "WAITING" and paused_step is not None:
+        return "paused"
+    return API_STATE[state]
+
+
+API_STATE_SQL: Final[str] = (
+    "CASE WHEN t.state = 'WAITING' AND h.paused_step IS NOT NULL THEN 'paused'"
+    " WHEN t.state = 'FAIL' THEN 'failed' ELSE lower(t.state::text) END"
+)
+""":func:`api_state` in SQL, for a query that joins ``trials t`` and ``hpo_trials h``."""

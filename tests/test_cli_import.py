@@ -198,3 +198,29 @@ def test_chunks_hold_at_most_ten_thousand_trials() -> None:
     assert sizes == [MAX_CHUNK_TRIALS, MAX_CHUNK_TRIALS, 5]
     big = [Row({"blob": "x" * (6 * 1024 * 1024)}, f"line {i}") for i in range(4)]
     assert [len(c) for c in chunks(big)] == [2, 2]
+
+
+def test_a_define_by_run_optuna_study_keeps_its_undeclared_parameters(
+    client: HPOClient, server: ServerProcess, db: ScratchDatabase, tmp_path: Path
+) -> None:
+    """Parameters the target study does not declare come with their Optuna distributions."""
+    storage = f"sqlite:///{tmp_path / 'dbr.db'}"
+    study = optuna.create_study(study_name="branches", storage=storage)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-5, 0.1, log=True)
+        if trial.number % 2:
+            return lr * trial.suggest_float("momentum", 0.0, 0.99)
+        return lr * trial.suggest_int("width", 16, 256, log=True)
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study.optimize(objective, n_trials=4)
+    created = create(client, "open", search_space={"lr": SPACE["lr"]})
+    ok(
+        "study", "import", "open", "--optuna-storage", storage, "--optuna-study", "branches",
+        env=env_of(server),
+    )  # fmt: skip
+    trials = list(client.trials(created["id"]))
+    assert [t["params"] for t in trials] == [t.params for t in study.trials]
+    loaded = optuna.load_study(study_name=created["optuna_study_name"], storage=db.url_string)
+    assert [t.distributions for t in loaded.trials] == [t.distributions for t in study.trials]

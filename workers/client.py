@@ -96,6 +96,8 @@ class Lease:
     expires_at: str
     heartbeat_seconds: int
     lease_seconds: int
+    # A paused trial promoted by the asha pruner: the first step to run (None otherwise).
+    resume_from_step: int | None = None
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Lease:
@@ -111,6 +113,7 @@ class Lease:
             expires_at=lease["expires_at"],
             heartbeat_seconds=lease["heartbeat_seconds"],
             lease_seconds=lease["lease_seconds"],
+            resume_from_step=doc.get("resume_from_step"),
         )
 
 
@@ -300,22 +303,22 @@ class HPOClient:
     ) -> Lease | NoTrial:
         """``idempotency_key``: the key of an earlier claim that got no answer, so that a
         trial handed out to it is not handed out again (see :meth:`request`)."""
-        body = {
-            "worker_id": worker_id,
-            "study_ids": list(study_ids) if study_ids is not None else None,
-            "tasks": list(tasks) if tasks is not None else None,
-            "wait_seconds": wait_seconds,
-        }
-        response = self.request(
+        body = _claim_body(worker_id, None, study_ids, tasks, wait_seconds)
+        response = self._claim(body, retry_for_s, idempotency_key)
+        return _lease_or_none(response)
+
+    def _claim(
+        self, body: dict[str, Any], retry_for_s: float | None, idempotency_key: str | None
+    ) -> httpx.Response:
+        return self.request(
             "POST",
             "/trials/claim",
             json=body,
             idempotent=True,
             idempotency_key=idempotency_key,
-            timeout_s=wait_seconds + 30.0,
+            timeout_s=float(body["wait_seconds"]) + 30.0,
             retry_for_s=retry_for_s,
         )
-        return _lease_or_none(response)
 
     def ask_many(self, study_id: int, worker_id: str, count: int) -> LeaseBatch:
         """Up to ``count`` trials of the study, each under its own lease, in one request."""
@@ -340,22 +343,8 @@ class HPOClient:
     ) -> LeaseBatch:
         """:meth:`claim` for up to ``count`` trials in one request (a worker's free slots);
         with ``wait_seconds`` it answers as soon as there is at least one."""
-        body = {
-            "worker_id": worker_id,
-            "count": count,
-            "study_ids": list(study_ids) if study_ids is not None else None,
-            "tasks": list(tasks) if tasks is not None else None,
-            "wait_seconds": wait_seconds,
-        }
-        response = self.request(
-            "POST",
-            "/trials/claim",
-            json=body,
-            idempotent=True,
-            idempotency_key=idempotency_key,
-            timeout_s=wait_seconds + 30.0,
-            retry_for_s=retry_for_s,
-        )
+        body = _claim_body(worker_id, count, study_ids, tasks, wait_seconds)
+        response = self._claim(body, retry_for_s, idempotency_key)
         return LeaseBatch.from_json(response.json())
 
     def enqueue(
@@ -661,6 +650,24 @@ def _read(data: Blob, offset: int, length: int) -> bytes:
     with data.open("rb") as f:
         f.seek(offset)
         return f.read(length)
+
+
+def _claim_body(
+    worker_id: str,
+    count: int | None,
+    study_ids: Sequence[int] | None,
+    tasks: Sequence[str] | None,
+    wait_seconds: float,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "worker_id": worker_id,
+        "study_ids": list(study_ids) if study_ids is not None else None,
+        "tasks": list(tasks) if tasks is not None else None,
+        "wait_seconds": wait_seconds,
+    }
+    if count is not None:
+        body["count"] = count
+    return body
 
 
 def _lease_or_none(response: httpx.Response) -> Lease | NoTrial:

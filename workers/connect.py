@@ -77,6 +77,13 @@ def refusal(exc: ApiError, url: str, has_token: bool) -> AccessRefused:
     return AccessRefused(f"{what}\n  {_FIX}")
 
 
+def raise_if_refused(exc: ApiError, settings: WorkerSettings, url: str) -> None:
+    """A 401 or 403 on a claim: raise :class:`AccessRefused` saying what to do."""
+    if exc.status in (401, 403):
+        token = settings.api_token
+        raise refusal(exc, url, bool(token and token.get_secret_value())) from exc
+
+
 def check_access(settings: WorkerSettings, stop: threading.Event) -> bool:
     """Wait until the API answers, then check that the token may run trials.
 

@@ -79,6 +79,8 @@ class HttpTrialContext:
         self.attrs: dict[str, Any] = {}
         self.unsent_reports: list[tuple[int, float]] = []
         self._checkpoints_enabled = True
+        # The asha pruner paused the trial: the task checkpoints and stops, the slot releases.
+        self.paused_at: int | None = None
 
     @property
     def trial_id(self) -> int:
@@ -116,18 +118,25 @@ class HttpTrialContext:
         self._heartbeat.extend()
         if answer.get("should_stop"):
             self._heartbeat.stop_requested.set()
+        if answer.get("should_pause") and self.paused_at is None:
+            self.paused_at = step
+            logger.info("trial %d: paused at step %d; it is handed back", self.trial_id, step)
         return bool(answer["should_prune"])
 
     def stop_requested(self) -> bool:
-        """The worker is shutting down, or the study was stopped, or the lease is gone."""
+        """The worker is shutting down, the study was stopped, the lease is gone, or the asha
+        pruner paused the trial (its task then checkpoints the step it reported and returns
+        "interrupted": the slot hands the lease back, and the trial is paused)."""
         return (
-            self._shutdown.is_set()
+            self.paused_at is not None
+            or self._shutdown.is_set()
             or self._heartbeat.stop_requested.is_set()
             or self._heartbeat.lost.is_set()
         )
 
     def load_checkpoint(self) -> bytes | None:
-        if self._lease.attempt <= 1:
+        """The trial's checkpoint for a retried attempt or a promoted (paused) trial."""
+        if self._lease.attempt <= 1 and self._lease.resume_from_step is None:
             return None  # a first attempt has nothing to resume from
         try:
             found = self._client.get_checkpoint(self.trial_id, self._lease.token)
@@ -140,6 +149,14 @@ class HttpTrialContext:
             return None
         step, data = found
         logger.info("trial %d: resuming from the checkpoint of step %d", self.trial_id, step)
+        wanted = self._lease.resume_from_step
+        if wanted is not None and step + 1 != wanted:
+            logger.warning(
+                "trial %d: promoted to resume at step %d, its checkpoint is of step %d",
+                self.trial_id,
+                wanted,
+                step,
+            )
         return data
 
     def save_checkpoint(self, step: int, data: bytes) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from workers.client import ApiError, HPOClient, Lease, LeaseBatch, NoTrial, Unavailable
-from workers.connect import AccessRefused, Backoff, refusal, unreachable
+from workers.connect import AccessRefused, Backoff, raise_if_refused, unreachable
 from workers.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -160,10 +160,7 @@ class Dispatcher:
             return None
         except ApiError as exc:
             self._unanswered = None
-            if exc.status in (401, 403):
-                token = self._settings.api_token
-                has_token = bool(token and token.get_secret_value())
-                raise refusal(exc, self._client.base_url, has_token) from exc
+            raise_if_refused(exc, self._settings, self._client.base_url)
             logger.error("%s: claim refused: %s", who, exc)
             self._stop.wait(self._backoff.next_delay())
             return None

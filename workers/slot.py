@@ -44,7 +44,7 @@ from workers.client import (
     NoTrial,
     Unavailable,
 )
-from workers.connect import Backoff, refusal, unreachable
+from workers.connect import Backoff, raise_if_refused, unreachable
 from workers.context import HttpTrialContext, TrialAbandoned, send_reports
 from workers.dispatch import SlotInbox
 from workers.heartbeat import Heartbeat
@@ -138,10 +138,7 @@ class Slot:
             return None
         except ApiError as exc:
             self._claim_key = None
-            if exc.status in (401, 403):
-                token = self.settings.api_token
-                has_token = bool(token and token.get_secret_value())
-                raise refusal(exc, self.client.base_url, has_token) from exc
+            raise_if_refused(exc, self.settings, self.client.base_url)
             raise
         self._claim_key = None
         if self._backoff.reset():

@@ -237,7 +237,8 @@ def lock_study(conn: Connection, study_id: int) -> None:
     )
 
 
-# Finished: stopped, or running with its budget spent (the API's "completed"); and in both
+# Finished: stopped, or running with its budget spent (max_trials, or an asha study's
+# max_resource_total: the API's "completed"); and in both
 # cases no trial running or waiting. Over retention: artifacts on more than k trials, or on a
 # trial that is not complete (retention keeps complete trials only).
 _OVER_RETENTION = text(
@@ -252,7 +253,8 @@ _OVER_RETENTION = text(
      ) AS held
      WHERE (s.state = 'stopped'
             OR (s.state = 'running' AND s.max_trials IS NOT NULL
-                AND s.n_started >= s.max_trials))
+                AND s.n_started >= s.max_trials)
+            OR (s.state = 'running' AND s.resource_spent))
        AND (held.trials > :k OR held.unranked)
        AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.study_id = s.study_id
                           AND t.state IN ('RUNNING', 'WAITING'))

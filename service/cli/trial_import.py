@@ -274,6 +274,15 @@ def _optuna_item(trial: Any, state: str, target: Target, source: Source) -> dict
         "params": dict(trial.params),
         "user_attrs": dict(trial.user_attrs),
     }
+    from service.spec import param_spec_json  # optuna, like this path, is loaded only here
+
+    undeclared = {
+        name: param_spec_json(dist)
+        for name, dist in trial.distributions.items()
+        if name not in target.search_space
+    }
+    if undeclared:  # define-by-run parameters: their distributions come along
+        item["distributions"] = undeclared
     for name in ("datetime_start", "datetime_complete"):
         moment = getattr(trial, name)
         if moment is not None:

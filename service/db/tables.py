@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import BYTEA, JSON, JSONB
@@ -108,12 +110,16 @@ study_specs = Table(
     Column("max_retries", Integer, nullable=False),
     Column("lease_seconds", Integer, nullable=False),
     Column("n_started", Integer, nullable=False, server_default=text("0")),
+    # The asha budget of resource units over all trials, and whether a hand-out found it spent.
+    Column("max_resource_total", Integer, nullable=True),
+    Column("resource_spent", Boolean, nullable=False, server_default=false()),
     Column("last_handout_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     CheckConstraint("state IN ('running', 'paused', 'stopped')", name="state"),
     UniqueConstraint("team_id", "name"),
     CheckConstraint("n_started >= 0", name="n_started"),
+    CheckConstraint("max_resource_total >= 1", name="max_resource_total"),
     Index("ix_hpo_studies_state_task_name", "state", "task_name"),
 )
 
@@ -141,6 +147,12 @@ trial_leases = Table(
     Column("finish_token", String(64), nullable=True),
     Column("fail_reason", Text, nullable=True),
     Column("change_xid", BigInteger, nullable=False),
+    # The rung step at which the asha pruner paused the trial (service.sampling.asha).
+    Column("paused_step", Integer, nullable=True),
+    CheckConstraint("paused_step >= 0", name="paused_step"),
+    # The resource units the asha pruner granted the trial (its next rung, or max_resource).
+    Column("resource_granted", Integer, nullable=True),
+    CheckConstraint("resource_granted >= 0", name="resource_granted"),
     Index("ix_hpo_trials_study_id_change_xid", "study_id", "change_xid"),
     Index(
         "ix_hpo_trials_study_id_queued_at",
@@ -157,6 +169,11 @@ trial_leases = Table(
         "ix_hpo_trials_study_id_leased",
         "study_id",
         postgresql_where=text("lease_token IS NOT NULL"),
+    ),
+    Index(
+        "ix_hpo_trials_study_id_paused",
+        "study_id",
+        postgresql_where=text("paused_step IS NOT NULL"),
     ),
 )
 

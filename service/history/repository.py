@@ -48,7 +48,7 @@ def _trial_columns(intermediate: bool) -> str:
         t.trial_id, t.study_id, t.number, t.state::text AS state,
         t.datetime_start, t.datetime_complete,
         coalesce(h.attempt, 0) AS attempt, h.worker_id, h.fail_reason, h.lease_expires_at,
-        h.queued_at,
+        h.queued_at, h.paused_step,
         (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json))
            FROM trial_params p WHERE p.trial_id = t.trial_id) AS params,
         (SELECT json_agg(json_build_array(v.objective, v.value, v.value_type))
@@ -244,12 +244,14 @@ class TrialCurve:
     state: OptunaTrialState
     steps: list[int]
     values: list[float]
+    paused_step: int | None = None
 
 
 _CURVES = text(
     f"""
-    SELECT t.trial_id, t.number, t.state::text AS state, c.steps, c.vals
+    SELECT t.trial_id, t.number, t.state::text AS state, h.paused_step, c.steps, c.vals
       FROM trials t
+      JOIN hpo_trials h ON h.trial_id = t.trial_id
      CROSS JOIN LATERAL (
            SELECT array_agg(i.step ORDER BY i.step) AS steps,
                   array_agg({_INTERMEDIATE} ORDER BY i.step) AS vals
@@ -284,6 +286,7 @@ def curves(
             state=r.state,
             steps=list(r.steps),
             values=[float(v) for v in r.vals],
+            paused_step=r.paused_step,
         )
         for r in conn.execute(_CURVES, params)
     ]

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.states import StudyStateName
+from service.states import StudyStateName, TrialStateName
 from service.studies.schemas import Direction, TrialCounts
 from service.trials.schemas import TrialOut
 
@@ -76,7 +76,7 @@ class CurveOut(BaseModel):
 
     number: int
     id: int
-    state: Literal["waiting", "running", "complete", "pruned", "failed"]
+    state: TrialStateName
     steps: list[int]
     values: list[float | None]
     n_points: int = Field(description="how many intermediate values the trial has in all")

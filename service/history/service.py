@@ -31,7 +31,7 @@ from service.history.schemas import (
 )
 from service.ids import MAX_ID
 from service.pagination import Page, decode_cursor, encode_cursor
-from service.states import API_STATE
+from service.states import API_STATE, api_state
 from service.studies import repository as studies_repo
 from service.studies.schemas import TrialCounts
 from service.trials.pareto import pareto_front_mask
@@ -309,7 +309,7 @@ def _curve(row: repo.TrialCurve, max_points: int | None) -> CurveOut:
     return CurveOut(
         number=row.number,
         id=row.trial_id,
-        state=API_STATE[row.state],
+        state=api_state(row.state, row.paused_step),
         steps=steps,
         values=[_finite(v) for v in values],
         n_points=n_points,

@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 READY_HELP = (
     "Trials a claim could hand out now, per study task (study state, max_parallel, max_trials"
-    " and queued trials respected); a study with neither max_parallel nor max_trials counts"
-    " its waiting trials + 1."
+    " and queued trials respected; paused trials count as ready); a study with neither"
+    " max_parallel nor max_trials counts its waiting and paused trials + 1."
 )
 LEASED_HELP = "Trials holding a lease, per study task."
 
@@ -42,7 +42,10 @@ def trials_ready(study: repo.StudyHandoutState) -> int:
     slots; ``max_trials`` leaves the retries (already counted) plus ``max_trials - n_started``
     first starts (queued or newly sampled); the smaller limit wins. A study with neither limit
     could hand out without end: it counts its queued trials + 1, so an autoscaler starts a
-    worker for it (and one more each time that one is busy) up to its own maximum.
+    worker for it (and one more each time that one is busy) up to its own maximum. Paused
+    trials (asha) count as ready on top of the budget (a promotion starts no new trial): whether
+    one is promotable now depends on its rung, which only a hand-out decides, and counting them
+    keeps an autoscaler from scaling to zero while promotions wait.
     """
     if study.state != "running":
         return 0
@@ -50,10 +53,10 @@ def trials_ready(study: repo.StudyHandoutState) -> int:
     supply = (
         None
         if study.max_trials is None
-        else study.retries + max(0, study.max_trials - study.n_started)
+        else study.retries + study.paused + max(0, study.max_trials - study.n_started)
     )
     if room is None and supply is None:
-        return study.queued + 1
+        return study.queued + study.paused + 1
     return min(limit for limit in (room, supply) if limit is not None)
 
 

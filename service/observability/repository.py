@@ -6,16 +6,18 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
-from service.states import API_STATE, TRIAL_STATES, TrialStateName
+from service.states import API_STATE_SQL, TRIAL_STATES, TrialStateName
 
 # Every study of the service, with its trials counted by state (a study without trials has
 # one row with a NULL state). One pass over ``trials``, grouped.
 _COUNTS = text(
-    """
-    SELECT s.study_id, t.state::text AS state, count(t.trial_id) AS n
+    f"""
+    SELECT s.study_id, CASE WHEN t.trial_id IS NOT NULL THEN {API_STATE_SQL} END AS state,
+           count(t.trial_id) AS n
       FROM hpo_studies s
       LEFT JOIN trials t ON t.study_id = s.study_id
-     GROUP BY s.study_id, t.state
+      LEFT JOIN hpo_trials h ON h.trial_id = t.trial_id
+     GROUP BY 1, 2
      ORDER BY s.study_id
     """
 )
@@ -42,23 +44,26 @@ def trial_counts(conn: Connection) -> list[StudyTrialCounts]:
     for row in conn.execute(_COUNTS):
         counts = studies.setdefault(row.study_id, StudyTrialCounts(row.study_id))
         if row.state is not None:
-            counts.by_state[API_STATE[row.state]] = int(row.n)
+            counts.by_state[row.state] = int(row.n)
     return list(studies.values())
 
 
 # Every study with what its next hand-outs depend on (``StudyView.next_handout``): its state
 # and limits, the trials holding a lease, the queued ones, and the queued ones that were
-# started before (retries, which the budget already counted). Only leased or queued trials
-# are joined, so finished trials cost nothing.
+# started before (retries, which the budget already counted), and the paused ones (asha). Only
+# leased, queued or paused trials are joined, so finished trials cost nothing.
 _HANDOUT_STATE = text(
     """
     SELECT s.study_id, s.task_name, s.state, s.max_trials, s.max_parallel, s.n_started,
            count(h.trial_id) FILTER (WHERE h.lease_token IS NOT NULL) AS leased,
            count(h.trial_id) FILTER (WHERE h.queued_at IS NOT NULL) AS queued,
-           count(h.trial_id) FILTER (WHERE h.queued_at IS NOT NULL AND h.attempt > 0) AS retries
+           count(h.trial_id) FILTER (WHERE h.queued_at IS NOT NULL AND h.attempt > 0) AS retries,
+           count(h.trial_id) FILTER (
+               WHERE h.paused_step IS NOT NULL AND h.lease_token IS NULL) AS paused
       FROM hpo_studies s
       LEFT JOIN hpo_trials h
-        ON h.study_id = s.study_id AND (h.lease_token IS NOT NULL OR h.queued_at IS NOT NULL)
+        ON h.study_id = s.study_id
+       AND (h.lease_token IS NOT NULL OR h.queued_at IS NOT NULL OR h.paused_step IS NOT NULL)
      GROUP BY s.study_id
      ORDER BY s.study_id
     """
@@ -78,6 +83,7 @@ class StudyHandoutState:
     leased: int  # trials holding a lease
     queued: int  # trials waiting to be handed out: retries and enqueued ones
     retries: int  # the queued trials that were started before
+    paused: int = 0  # paused trials (asha) a claim may promote
 
 
 def handout_states(conn: Connection) -> list[StudyHandoutState]:
@@ -93,6 +99,7 @@ def handout_states(conn: Connection) -> list[StudyHandoutState]:
             leased=int(row.leased),
             queued=int(row.queued),
             retries=int(row.retries),
+            paused=int(row.paused),
         )
         for row in conn.execute(_HANDOUT_STATE)
     ]

@@ -31,6 +31,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from service.observability.metrics import time_sampling
+from service.sampling import asha
 from service.sampling import repository as repo
 from service.sampling.rows import (
     Evidence,
@@ -49,6 +50,8 @@ from service.spec import (
     build_sampler,
     to_distributions,
 )
+from service.spec.pruners import build_schedule
+from service.states import FINISHED_STATES
 
 _DUPLICATE_RETRIES = 3
 _RANDOM_TRIES = 16
@@ -72,11 +75,14 @@ class StudyDefinition:
 
 @dataclass(frozen=True)
 class Handout:
-    """What the next ask on a study gets: a queued trial or a newly sampled one."""
+    """What the next ask on a study gets: a paused trial promoted (``asha``), a queued trial, or
+    a newly sampled one."""
 
-    kind: Literal["queued", "new"]
+    kind: Literal["promoted", "queued", "new"]
     trial_id: int | None = None
     needs_sampling: bool = True
+    resume_from_step: int | None = None  # a promoted trial: the first step it runs
+    granted: int | None = None  # asha: the units the trial may reach (None: keep its grant)
 
 
 NoTrialReason = Literal["paused", "stopped", "max_parallel", "budget_spent"]
@@ -109,6 +115,7 @@ class StudyView:
             definition.sampler, definition.search_space, definition.directions
         )
         self.pruner = build_pruner(definition.pruner, definition.directions)
+        self.schedule = build_schedule(definition.pruner)  # asha's rungs, None for others
         self.distributions = to_distributions(definition.search_space)
         self.active = ActiveSpace(definition.search_space)
         # Draws a new trial at random when the sampler keeps repeating a running trial's
@@ -128,6 +135,10 @@ class StudyView:
         self.queued: dict[int, dt.datetime] = {}
         self.leased: set[int] = set()
         self.attempts: dict[int, int] = {}
+        # Trials the asha pruner paused (id -> paused step), leased ones too while they pause.
+        self.paused_steps: dict[int, int] = {}
+        # asha's resource units each trial holds (see resource_left).
+        self.costs: dict[int, int] = {}
         # Every parameter combination in the view, to spot exact repeats in O(1).
         self._points: set[tuple[tuple[str, Any], ...]] = set()
         # Names of parameters some trial holds that the space does not declare (define-by-run).
@@ -153,7 +164,13 @@ class StudyView:
 
     def _apply(self, row: Mapping[str, Any]) -> None:
         trial_id = row["trial_id"]
+        paused_step = row.get("paused_step")
         trial = _frozen_trial(row, self.definition)
+        if paused_step is not None and row["state"] not in FINISHED_STATES:
+            self.paused_steps[trial_id] = paused_step
+        else:
+            self.paused_steps.pop(trial_id, None)
+        self.costs[trial_id] = _resource_cost(row)
         self.storage.put_trial(trial_id, trial)
         if trial.params:
             self._points.add(_point(trial.params))
@@ -172,24 +189,116 @@ class StudyView:
     # ---- decisions ----
 
     def next_handout(self, state: repo.StudyState) -> Handout | NoHandout:
-        """The queue first (retries and enqueued trials, oldest first), then a new trial.
+        """A promotion first (``asha``: see :meth:`promotions`), then the queue (retries and
+        enqueued trials, oldest first), then a new trial.
 
         Nothing when the study is not running, ``max_parallel`` trials hold a lease, or the budget
-        (``max_trials`` trials ever started; a retried trial counts once) is spent.
+        (``max_trials`` trials ever started; a retried trial counts once) is spent. A promotion
+        needs no ``max_trials`` budget: the trial was counted when it first started. With
+        ``max_resource_total`` (``asha``), a promotion, an enqueued trial's first start or a new
+        trial is handed out only if the units it is granted fit in what is left (a retry keeps
+        its grant, counted already).
         """
         if state.state in ("paused", "stopped"):
             return NoHandout(state.state)
         if state.max_parallel is not None and len(self.leased) >= state.max_parallel:
             return NoHandout("max_parallel")
+        left = self.resource_left(state)
+        for promotion in self.promotions():
+            if left is None or promotion.grant - promotion.resume_from_step <= left:
+                return Handout(
+                    "promoted",
+                    promotion.trial_id,
+                    needs_sampling=False,
+                    resume_from_step=promotion.resume_from_step,
+                    granted=promotion.grant,
+                )
         budget_left = state.max_trials is None or state.n_started < state.max_trials
         for trial_id in sorted(self.queued, key=lambda tid: (self.queued[tid], tid)):
             never_started = self.attempts.get(trial_id, 0) == 0
-            if never_started and not budget_left:
-                continue
             trial = self.storage.get_trial(trial_id)
+            grant = self._first_grant(trial.number) if never_started else None
+            if never_started and (not budget_left or not _fits(grant, left)):
+                continue
             needs_sampling = self.active.incomplete(trial.params)
-            return Handout("queued", trial_id, needs_sampling)
-        return Handout("new") if budget_left else NoHandout("budget_spent")
+            return Handout("queued", trial_id, needs_sampling, granted=grant)
+        grant = self._first_grant(self.storage.next_number)
+        if budget_left and _fits(grant, left):
+            return Handout("new", granted=grant)
+        return NoHandout("budget_spent")
+
+    def paused(self) -> dict[int, int]:
+        """The trials that are paused now (id -> paused step): not leased, not queued."""
+        return {
+            tid: step
+            for tid, step in self.paused_steps.items()
+            if tid not in self.leased and tid not in self.queued
+        }
+
+    def promotions(self) -> list[asha.Promotion]:
+        """The paused trials in the top of their rung now, in promotion order (``asha``)."""
+        paused = self.paused()
+        if self.schedule is None or not paused:
+            return []
+        trials = dict(self.storage.trials_by_id())
+        return asha.promotions(self.schedule, trials, paused, maximize=self._maximize)
+
+    def rung_decision(
+        self, trial_id: int, step: int, state: repo.StudyState
+    ) -> tuple[bool, int | None]:
+        """The ``asha`` decision on the trial's report of ``step`` (already in the view):
+        (pause?, the units granted to a trial that continues at a rung, else None). A trial in
+        the top of its rung continues only if its next grant fits in ``max_resource_total``;
+        a trial already told to pause is told so again (a repeated report). (False, None) for
+        other pruners and for steps that are no rung."""
+        if self.schedule is None:
+            return False, None
+        if trial_id in self.paused_steps:
+            return True, None
+        number = self.storage.get_trial(trial_id).number
+        if self.schedule.rung_of(number, step) is None:
+            return False, None
+        trials = self.storage.trials_by_id()
+        if asha.should_pause(
+            self.schedule, trials, trial_id, number, step, maximize=self._maximize
+        ):
+            return True, None
+        grant = self.schedule.next_stop(number, step + 1)
+        left = self.resource_left(state)
+        if left is not None and grant - self.costs.get(trial_id, step + 1) > left:
+            return True, None  # in the top, but the resource budget cannot take its next rung
+        return False, grant
+
+    def resource_left(self, state: repo.StudyState) -> int | None:
+        """``max_resource_total`` less the units every trial holds: its grant while it is not
+        finished (running, queued, paused), the steps it reported once finished. None without
+        that budget."""
+        if state.max_resource_total is None or self.schedule is None:
+            return None
+        return state.max_resource_total - sum(self.costs.values())
+
+    def budget_finished(self, state: repo.StudyState) -> bool:
+        """Nothing more can happen in the study (``asha``): it runs, no trial holds a lease,
+        and nothing can be handed out for lack of budget (trials or resource units); no retry
+        waits, and no paused trial can be promoted."""
+        if self.schedule is None or self.leased:
+            return False
+        return self.next_handout(state) == NoHandout("budget_spent")
+
+    def leftover_paused(self, state: repo.StudyState) -> list[int]:
+        """The paused trials nothing more can happen to (:meth:`budget_finished`): to be
+        finished as pruned, so the study ends."""
+        paused = self.paused()
+        if not paused or not self.budget_finished(state):
+            return []
+        return sorted(paused)
+
+    def _first_grant(self, number: int) -> int | None:
+        return None if self.schedule is None else self.schedule.first_stop(number)
+
+    @property
+    def _maximize(self) -> bool:
+        return self.definition.directions[0] == "maximize"
 
     def sample(self, trial_id: int | None = None) -> Sampled:
         """Sample every parameter of a new trial (``trial_id`` None) or fill in a queued one.
@@ -334,6 +443,18 @@ def _single_value(distribution: BaseDistribution) -> Any:
     return distribution.low
 
 
+def _fits(grant: int | None, left: int | None) -> bool:
+    return grant is None or left is None or grant <= left
+
+
+def _resource_cost(row: Mapping[str, Any]) -> int:
+    """The resource units a trial holds: the steps it reported once finished, else its grant."""
+    if row["state"] in FINISHED_STATES:
+        steps = [int(entry[0]) for entry in row["intermediate"] or ()]
+        return max(steps) + 1 if steps else 0
+    return int(row.get("resource_granted") or 0)
+
+
 def _rekey(journal: Journal, working_id: int) -> None:
     if working_id < 0:
         for attrs in (journal.trial_system_attrs, journal.trial_user_attrs):
@@ -351,6 +472,10 @@ def _frozen_trial(row: Mapping[str, Any], definition: StudyDefinition | None = N
     :class:`~service.sampling.rows.Evidence`; in this view only)."""
     params, distributions = decode_params(row["params"])
     state = TrialState[row["state"]]
+    if state == TrialState.WAITING and row.get("paused_step") is not None and not row.get("leased"):
+        # Paused by asha: the sampler learns from it as from a pruned trial (TPE ranks those by
+        # their last step, then value). In this view only; Optuna's tables keep it WAITING.
+        state = TrialState.PRUNED
     values = decode_values(row["trial_values"]) if state == TrialState.COMPLETE else None
     system_attrs = decode_attrs(row["system_attrs"])
     intermediate = decode_intermediate(row["intermediate"])
@@ -369,7 +494,11 @@ def _frozen_trial(row: Mapping[str, Any], definition: StudyDefinition | None = N
         value=None,
         values=values,
         datetime_start=_timestamp(row["datetime_start"]),
-        datetime_complete=_timestamp(row["datetime_complete"]) if state.is_finished() else None,
+        datetime_complete=(
+            _timestamp(row["datetime_complete"] or row["datetime_start"])
+            if state.is_finished()
+            else None
+        ),
         params=params,
         distributions=distributions,
         user_attrs=decode_attrs(row["user_attrs"]),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import copy
 import datetime as dt
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +149,10 @@ class ViewStorage(BaseStorage):
     def trials(self) -> list[FrozenTrial]:
         """All trials ordered by number (shared objects: do not mutate)."""
         return self._ordered
+
+    def trials_by_id(self) -> Iterator[tuple[int, FrozenTrial]]:
+        """(trial id, trial) of every trial, ordered by number (shared objects: do not mutate)."""
+        return zip(self._ordered_ids, self._ordered, strict=True)
 
     def _trial(self, trial_id: int) -> FrozenTrial:
         try:

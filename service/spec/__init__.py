@@ -33,6 +33,7 @@ from service.spec.search_space import (
     SearchSpace,
     grid_size,
     normalize_value,
+    param_spec_json,
     to_distribution,
     to_distributions,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "grid_size",
     "is_conditional",
     "normalize_value",
+    "param_spec_json",
     "parse_search_space",
     "to_distribution",
     "to_distributions",

@@ -356,6 +356,23 @@ def to_distribution(spec: ParamSpec) -> BaseDistribution:
     return CategoricalDistribution(spec.choices)
 
 
+def param_spec_json(distribution: BaseDistribution) -> dict[str, Any]:
+    """An Optuna distribution as a search-space entry (the API's JSON), the inverse of
+    :func:`to_distribution`."""
+    if isinstance(distribution, CategoricalDistribution):
+        return {"type": "categorical", "choices": list(distribution.choices)}
+    assert isinstance(distribution, FloatDistribution | IntDistribution)
+    spec: dict[str, Any] = {
+        "type": "float" if isinstance(distribution, FloatDistribution) else "int",
+        "low": distribution.low,
+        "high": distribution.high,
+        "log": distribution.log,
+    }
+    if distribution.step is not None:
+        spec["step"] = distribution.step
+    return spec
+
+
 def to_distributions(space: Mapping[str, ParamSpec]) -> dict[str, BaseDistribution]:
     """The Optuna distributions of a validated space, keyed by parameter name."""
     return {name: to_distribution(spec) for name, spec in space.items()}

@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, text
 
 from service.notify import WORK_CHANNEL
-from service.states import OPTUNA_STATE, StoredStudyState, StudyStateName, TrialStateName
+from service.states import (
+    API_STATE_SQL,
+    TRIAL_STATES,
+    StoredStudyState,
+    StudyStateName,
+    TrialStateName,
+)
 from service.trials.repository import event
 
 METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps metric names (a study system attr)
@@ -44,6 +50,7 @@ class StudyRow:
     updated_at: dt.datetime
     counts: dict[TrialStateName, int]
     last_activity_at: dt.datetime | None = None
+    max_resource_total: int | None = None
     # Why the server paused the study by itself (None when a user set the state).
     state_reason: str | None = None
 
@@ -73,9 +80,10 @@ _INSERT = text(
           FROM st, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
     ), h AS (
         INSERT INTO hpo_studies (study_id, team_id, name, state, spec, task_name, max_trials,
-                                 max_parallel, max_retries, lease_seconds)
+                                 max_parallel, max_retries, lease_seconds, max_resource_total)
         SELECT st.study_id, tm.team_id, :name, 'running', CAST(:spec AS json), :task_name,
-               :max_trials, :max_parallel, :max_retries, :lease_seconds
+               :max_trials, :max_parallel, :max_retries, :lease_seconds,
+               CAST(:max_resource_total AS int)
           FROM st, tm
         RETURNING study_id
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st),
@@ -108,6 +116,7 @@ def insert_study(
     max_parallel: int | None,
     max_retries: int,
     lease_seconds: int,
+    max_resource_total: int | None = None,
 ) -> int:
     """Create the study of team ``team_id`` (the default team for None) in Optuna's tables
     (named ``<team>/<name>``, or ``<name>`` in the default team) and ours; IntegrityError on a
@@ -129,16 +138,17 @@ def insert_study(
             "max_parallel": max_parallel,
             "max_retries": max_retries,
             "lease_seconds": lease_seconds,
+            "max_resource_total": max_resource_total,
         },
     ).one()
     return int(row.study_id)
 
 
-_SELECT = """
+_SELECT = f"""
     SELECT st.study_id, s.name, st.study_name AS optuna_name, tm.name AS team, s.team_id,
            s.state, s.state_reason, s.spec,
            s.max_trials, s.max_parallel, s.max_retries, s.lease_seconds, s.n_started,
-           s.created_at, s.updated_at,
+           s.max_resource_total, s.resource_spent, s.created_at, s.updated_at,
            (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
               FROM study_directions d WHERE d.study_id = st.study_id) AS directions,
            (SELECT a.value_json FROM study_system_attributes a
@@ -152,16 +162,19 @@ _SELECT = """
       JOIN hpo_teams tm ON tm.team_id = s.team_id
       CROSS JOIN LATERAL (
           SELECT json_object_agg(c.state, c.n) AS by_state,
-                 coalesce(sum(c.n) FILTER (WHERE c.state IN ('RUNNING', 'WAITING')), 0) AS active
-            FROM (SELECT t.state::text AS state, count(*) AS n FROM trials t
-                   WHERE t.study_id = st.study_id GROUP BY t.state) AS c
+                 coalesce(sum(c.n) FILTER (WHERE c.state IN ('running', 'waiting', 'paused')), 0)
+                     AS active
+            FROM (SELECT {API_STATE_SQL} AS state, count(*) AS n
+                    FROM trials t LEFT JOIN hpo_trials h ON h.trial_id = t.trial_id
+                   WHERE t.study_id = st.study_id GROUP BY 1) AS c
       ) AS counts
 """
 
-# "completed" is derived, never stored: running, budget spent, nothing running or waiting.
+# "completed" is derived, never stored: running, budget spent (max_trials all started, or the
+# asha resource budget found spent), nothing running, waiting or paused.
 _COMPLETED = (
-    "(s.state = 'running' AND s.max_trials IS NOT NULL AND s.n_started >= s.max_trials"
-    " AND counts.active = 0)"
+    "(s.state = 'running' AND ((s.max_trials IS NOT NULL AND s.n_started >= s.max_trials)"
+    " OR s.resource_spent) AND counts.active = 0)"
 )
 _STATE_FILTERS = {
     "running": f"s.state = 'running' AND NOT {_COMPLETED}",
@@ -176,12 +189,14 @@ _TEAM_FILTER = "(CAST(:team_id AS int) IS NULL OR s.team_id = :team_id)"
 
 def _to_row(m: RowMapping) -> StudyRow:
     by_state = m["by_state"] or {}
-    counts = {api: int(by_state.get(opt, 0)) for api, opt in OPTUNA_STATE.items()}
+    counts = {api: int(by_state.get(api, 0)) for api in TRIAL_STATES}
+    spent = m["resource_spent"] or (
+        m["max_trials"] is not None and m["n_started"] >= m["max_trials"]
+    )
     completed = (
         m["state"] == "running"
-        and m["max_trials"] is not None
-        and m["n_started"] >= m["max_trials"]
-        and counts["running"] + counts["waiting"] == 0
+        and spent
+        and counts["running"] + counts["waiting"] + counts["paused"] == 0
     )
     metadata = {k: json.loads(v) for k, v in (m["metadata"] or {}).items()}
     return StudyRow(
@@ -203,6 +218,7 @@ def _to_row(m: RowMapping) -> StudyRow:
         updated_at=m["updated_at"],
         counts=counts,
         state_reason=m["state_reason"],
+        max_resource_total=m["max_resource_total"],
     )
 
 
@@ -255,9 +271,13 @@ _UPDATE = text(
                max_trials = CASE WHEN :set_max_trials THEN :max_trials ELSE max_trials END,
                max_parallel = CASE WHEN :set_max_parallel THEN :max_parallel
                                    ELSE max_parallel END,
+               max_resource_total = CASE WHEN :set_max_resource_total
+                                         THEN CAST(:max_resource_total AS int)
+                                         ELSE max_resource_total END,
+               resource_spent = resource_spent AND NOT :set_max_resource_total,
                updated_at = now()
          WHERE study_id = :study_id
-        RETURNING study_id, state, max_trials, max_parallel
+        RETURNING study_id, state, max_trials, max_parallel, max_resource_total
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(s.study_id AS text)) FROM s),
     {
         event(
@@ -267,7 +287,7 @@ _UPDATE = text(
             "s.study_id",
             "NULL",
             "jsonb_build_object('state', s.state, 'max_trials', s.max_trials,"
-            " 'max_parallel', s.max_parallel)",
+            " 'max_parallel', s.max_parallel, 'max_resource_total', s.max_resource_total)",
         )
     }
     SELECT s.study_id, (SELECT count(*) FROM n) FROM s
@@ -282,9 +302,10 @@ def update_study(
     state: StoredStudyState | None,
     max_trials: tuple[int | None] | None,
     max_parallel: tuple[int | None] | None,
+    max_resource_total: tuple[int | None] | None = None,
 ) -> bool:
-    """Change the stored state and budgets (a 1-tuple sets a field, even to None); False if
-    there is no such study."""
+    """Change the stored state and budgets (a 1-tuple sets a field, even to None; a new
+    ``max_resource_total`` clears ``resource_spent``); False if there is no such study."""
     result = conn.execute(
         _UPDATE,
         {
@@ -294,6 +315,8 @@ def update_study(
             "max_trials": max_trials[0] if max_trials else None,
             "set_max_parallel": max_parallel is not None,
             "max_parallel": max_parallel[0] if max_parallel else None,
+            "set_max_resource_total": max_resource_total is not None,
+            "max_resource_total": max_resource_total[0] if max_resource_total else None,
         },
     ).one_or_none()
     return result is not None
@@ -347,6 +370,14 @@ def pause_if_all_failed(conn: Connection, study_id: int, n: int) -> str | None:
     reason, and nothing else; returns the reason stored, or None if the study was left as is."""
     row = conn.execute(_PAUSE_FAILING, {"study_id": study_id, "n": n}).one_or_none()
     return None if row is None else str(row.state_reason)
+
+
+def mark_resource_spent(conn: Connection, study_id: int) -> None:
+    """The asha hand-out found the study's ``max_resource_total`` spent with nothing left to
+    run (the caller holds the study's ask lock): the study is completed once nothing is active."""
+    conn.execute(
+        text("UPDATE hpo_studies SET resource_spent = true WHERE study_id = :id"), {"id": study_id}
+    )
 
 
 def replace_metadata(conn: Connection, study_id: int, metadata: Mapping[str, Any]) -> None:

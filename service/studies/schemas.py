@@ -29,6 +29,7 @@ MAX_TASK_BYTES = 64 * 1024
 MAX_METADATA_KEYS = 100
 MAX_METADATA_BYTES = 64 * 1024
 MAX_BUDGET = 10_000_000
+MAX_RESOURCE_TOTAL = 2**31 - 1  # hpo_studies.max_resource_total
 MAX_PARALLEL = 100_000
 MAX_RETRIES = 100
 MAX_LEASE_SECONDS = 7 * 24 * 3600
@@ -131,6 +132,13 @@ class StudyCreate(BaseModel):
     task: Task | None = None
     max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    max_resource_total: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RESOURCE_TOTAL,
+        description="with the asha pruner: resource units (reported steps) summed over all"
+        " trials, never exceeded",
+    )
     max_retries: int = Field(default=2, ge=0, le=MAX_RETRIES)
     lease_seconds: int = Field(default=120, ge=1, le=MAX_LEASE_SECONDS)
     metadata: Metadata = Field(default_factory=dict)
@@ -188,6 +196,7 @@ class StudyPatch(BaseModel):
     state: StoredStudyState | None = None
     max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    max_resource_total: int | None = Field(default=None, ge=1, le=MAX_RESOURCE_TOTAL)
     metadata: Metadata | None = None
 
 
@@ -197,6 +206,7 @@ class TrialCounts(BaseModel):
     complete: int = 0
     pruned: int = 0
     failed: int = 0
+    paused: int = 0
 
 
 class SkippedTrialOut(BaseModel):
@@ -249,6 +259,7 @@ class StudyOut(BaseModel):
     task: dict[str, Any] | None
     max_trials: int | None
     max_parallel: int | None
+    max_resource_total: int | None = None
     max_retries: int
     lease_seconds: int
     metadata: dict[str, Any]

@@ -63,6 +63,7 @@ class StudyService:
         """
         max_trials = self._budget(body)
         check_study(body.sampler, body.pruner, body.search_space, body.directions, max_trials)
+        _check_resource_budget(body.pruner.name, body.max_resource_total)
         check_task(body.task, body.search_space)
         try:
             created = self._uow.transaction(
@@ -203,6 +204,7 @@ def _store(
         max_parallel=body.max_parallel,
         max_retries=body.max_retries,
         lease_seconds=body.lease_seconds,
+        max_resource_total=body.max_resource_total,
     )
     fork = None if body.from_ is None else _fork(conn, study_id, body, body.from_, team_id)
     row = repo.get_study(conn, study_id)
@@ -226,6 +228,7 @@ def _fork(
         target=target,
         source={"study_id": found.study_id, "study": found.name},
         source_study_id=found.study_id,
+        source_space=found.spec.get("search_space") or {},
         states=source.states,
         defaults=source.defaults,
     )
@@ -268,14 +271,31 @@ def _spec(body: StudyCreate) -> dict[str, Any]:
     }
 
 
+def _check_resource_budget(pruner: str, max_resource_total: int | None) -> None:
+    """``max_resource_total`` counts the asha pruner's resource units: only with it."""
+    if max_resource_total is not None and pruner != "asha":
+        raise SpecError(
+            "max_resource_total needs the asha pruner (it counts the units asha grants)",
+            [{"loc": ["max_resource_total"], "msg": "only with pruner 'asha'"}],
+        )
+
+
 def _update(conn: Connection, study_id: int, patch: StudyPatch) -> repo.StudyRow:
     fields = patch.model_fields_set
+    if "max_resource_total" in fields:
+        current = repo.get_study(conn, study_id)
+        if current is None:
+            raise NotFound(f"study {study_id} does not exist")
+        _check_resource_budget(current.spec["pruner"]["name"], patch.max_resource_total)
     found = repo.update_study(
         conn,
         study_id,
         state=patch.state,
         max_trials=(patch.max_trials,) if "max_trials" in fields else None,
         max_parallel=(patch.max_parallel,) if "max_parallel" in fields else None,
+        max_resource_total=(
+            (patch.max_resource_total,) if "max_resource_total" in fields else None
+        ),
     )
     if not found:
         raise NotFound(f"study {study_id} does not exist")
@@ -303,6 +323,7 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
         task=spec.get("task"),
         max_trials=row.max_trials,
         max_parallel=row.max_parallel,
+        max_resource_total=row.max_resource_total,
         max_retries=row.max_retries,
         lease_seconds=row.lease_seconds,
         metadata=row.metadata,

@@ -131,9 +131,14 @@ def heartbeat(trial_id: TrialId, body: LeaseIn, trials: TrialsDep, _: TrialRunne
 
 @router.post("/trials/{trial_id}/report", responses=_LEASE_ERRORS)
 def report(trial_id: TrialId, body: ReportIn, trials: TrialsDep, _: TrialRunner) -> ReportOut:
-    """An intermediate value at ``step``; the study's pruner answers ``should_prune``."""
+    """An intermediate value at ``step``; the study's pruner answers ``should_prune`` (or, for
+    ``asha``, ``should_pause``)."""
     decision = trials.report(trial_id, body.lease_token, body.step, body.value)
-    return ReportOut(should_prune=decision.should_prune, should_stop=decision.should_stop)
+    return ReportOut(
+        should_prune=decision.should_prune,
+        should_pause=decision.should_pause,
+        should_stop=decision.should_stop,
+    )
 
 
 @router.post(
@@ -164,7 +169,8 @@ def complete(trial_id: TrialId, body: CompleteIn, trials: TrialsDep, _: TrialRun
     "/trials/{trial_id}/release", status_code=status.HTTP_204_NO_CONTENT, responses=_LEASE_ERRORS
 )
 def release(trial_id: TrialId, body: LeaseIn, trials: TrialsDep, _: TrialRunner) -> None:
-    """Give the lease back (worker shutting down): the trial is queued again as it is."""
+    """Give the lease back (worker shutting down): the trial is queued again as it is; a trial
+    the asha pruner told to pause becomes ``paused`` instead."""
     trials.release(trial_id, body.lease_token)
 
 

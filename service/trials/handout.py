@@ -1,8 +1,9 @@
 """Handing out one trial: the rules and statements, on the caller's transaction and locked view.
 
 A hand-out is decided on the study's in-memory view (``service.sampling``), refreshed in the
-same round trip that takes the study's ask lock: a queued trial first (a retry, or one a user
-enqueued), else a newly sampled one, unless the study is paused or stopped, at
+same round trip that takes the study's ask lock: a paused trial the ``asha`` pruner promotes
+first (``service.sampling.asha``), then a queued trial (a retry, or one a user enqueued), else
+a newly sampled one, unless the study is paused or stopped, at
 ``max_parallel``, or out of budget. With an ``Idempotency-Key`` the answer is stored in the same
 transaction, so a retried request gets the same trial instead of a second one.
 
@@ -118,7 +119,9 @@ class Handouts:
             raise NoTrial(handout.reason)
         view.dirty = True
         if handout.kind == "new":
-            leased = _lease_new(conn, view, state, token, worker_id)
+            leased = _lease_new(conn, view, handout, state, token, worker_id)
+        elif handout.kind == "promoted":
+            leased = _lease_promoted(conn, view, handout, state, token, worker_id)
         else:
             leased = _lease_queued(conn, view, handout, state, token, worker_id)
         if touch:
@@ -137,6 +140,7 @@ class Handouts:
                 heartbeat_seconds=heartbeat_interval(state.lease_seconds),
                 lease_seconds=state.lease_seconds,
             ),
+            resume_from_step=handout.resume_from_step,
         )
         if idem is not None:
             idempotency.record(conn, idem, 200, out.model_dump(mode="json"))
@@ -187,6 +191,7 @@ class Handouts:
 def _lease_new(
     conn: Connection,
     view: StudyView,
+    handout: Handout,
     state: view_repo.StudyState,
     token: str,
     worker_id: str,
@@ -202,6 +207,7 @@ def _lease_new(
         token=token,
         worker_id=worker_id,
         lease_seconds=state.lease_seconds,
+        granted=handout.granted,
     )
     repo.upsert_trial_attrs(
         conn, new.trial_id, sampled.journal.trial_user_attrs.pop(PROVISIONAL, {})
@@ -241,12 +247,41 @@ def _lease_queued(
         token=token,
         worker_id=worker_id,
         lease_seconds=state.lease_seconds,
+        granted=handout.granted,
     )
     assert queued is not None, "the ask lock guarantees the queued trial is still queued"
     if journal is not None:
         repo.flush_journal(conn, view.study_id, journal)
     params = {**before, **new_params}
     return _Leased(queued.trial_id, queued.number, queued.attempt, queued.expires_at, params)
+
+
+def _lease_promoted(
+    conn: Connection,
+    view: StudyView,
+    handout: Handout,
+    state: view_repo.StudyState,
+    token: str,
+    worker_id: str,
+) -> _Leased:
+    """A paused trial promoted (``asha``): the same trial, its parameters and attempt kept."""
+    assert handout.trial_id is not None and handout.resume_from_step is not None
+    assert handout.granted is not None
+    promoted = repo.lease_paused_trial(
+        conn,
+        study_id=view.study_id,
+        trial_id=handout.trial_id,
+        resume_from_step=handout.resume_from_step,
+        granted=handout.granted,
+        token=token,
+        worker_id=worker_id,
+        lease_seconds=state.lease_seconds,
+    )
+    assert promoted is not None, "the ask lock guarantees the paused trial is still paused"
+    params = dict(view.storage.get_trial(handout.trial_id).params)
+    return _Leased(
+        promoted.trial_id, promoted.number, promoted.attempt, promoted.expires_at, params
+    )
 
 
 def next_key(study_id: int, token: str, worker_id: str) -> IdempotencyKey:

@@ -9,14 +9,14 @@ the shape each object must have (the OpenAPI schema shows it as the list's items
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from service.ids import TrialNumber
-from service.spec import MAX_PARAMS
+from service.spec import MAX_PARAMS, ParamSpec
 from service.studies.schemas import MAX_CONSTRAINTS, MAX_OBJECTIVES, ConstraintName
+from service.trials.results import check_result
 from service.trials.schemas import MAX_REASON_LENGTH, MAX_STEP, UserAttrs
 
 MAX_IMPORT_TRIALS = 10_000
@@ -47,6 +47,12 @@ class ImportTrialIn(_In):
     )
     state: ImportState = "complete"
     params: dict[str, Any] = Field(max_length=MAX_PARAMS)
+    distributions: dict[str, ParamSpec] = Field(
+        default_factory=dict,
+        max_length=MAX_PARAMS,
+        description="for parameters the study does not declare (define-by-run): each one's"
+        " distribution, as a search-space entry without 'when'",
+    )
     values: list[float] | None = Field(default=None, min_length=1, max_length=MAX_OBJECTIVES)
     reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH, pattern=r"^[^\x00]*$")
     intermediate_values: list[IntermediateIn] = Field(default_factory=list)
@@ -66,20 +72,7 @@ class ImportTrialIn(_In):
 
     @model_validator(mode="after")
     def _consistent(self) -> ImportTrialIn:
-        if self.state == "complete":
-            if self.values is None:
-                raise ValueError("a complete trial needs 'values' (one per objective)")
-            if any(math.isnan(v) for v in self.values):
-                raise ValueError("values must not be NaN; import the trial as 'failed' instead")
-        elif self.values is not None:
-            raise ValueError(f"a {self.state} trial takes no 'values'")
-        if self.constraints is not None:
-            if self.state != "complete":
-                raise ValueError("'constraints' are only for complete trials")
-            if any(math.isnan(v) for v in self.constraints.values()):
-                raise ValueError("constraint values must not be NaN")
-        if self.reason is not None and self.state != "failed":
-            raise ValueError("'reason' is only for failed trials")
+        check_result(self.state, self.values, self.reason, self.constraints, verb="import")
         steps = [i.step for i in self.intermediate_values]
         if len(set(steps)) != len(steps):
             raise ValueError("intermediate_values repeat a step")

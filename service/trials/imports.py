@@ -41,7 +41,13 @@ from service.sampling import repository as view_repo
 from service.sampling.registry import StudyViews
 from service.sampling.rows import IMPORTED_FROM, constraint_attrs, constraint_values
 from service.sampling.view import StudyDefinition
-from service.spec import ActiveSpace, SearchSpace, check_params
+from service.spec import (
+    ActiveSpace,
+    SearchSpace,
+    check_params,
+    param_spec_json,
+    to_distribution,
+)
 from service.spec.details import Detail, detail, summarize, validation_details
 from service.spec.search_space import check_values
 from service.states import OPTUNA_STATE, OptunaTrialState
@@ -92,8 +98,11 @@ def check_trial(
 ) -> FinishedTrial:
     """``item`` as it will be stored (``origin`` becomes its ``hpo:imported_from``), or
     :class:`TrialRefused` saying why it does not fit. ``active`` is ``target``'s space."""
+    undeclared = _undeclared(target, item)
+    declared = {k: v for k, v in item.params.items() if k not in undeclared}
     try:
-        params = check_params(target.search_space, item.params, partial=False)
+        params = check_params(target.search_space, declared, partial=False)
+        extra = check_values(item.distributions, {k: item.params[k] for k in undeclared})
     except SpecError as exc:
         raise TrialRefused(list(exc.details)) from None
     if item.state == "complete" and len(item.values or ()) != target.n_objectives:
@@ -107,7 +116,8 @@ def check_trial(
     system_attrs: dict[str, Any] = {**constraint_attrs(constraints), IMPORTED_FROM: dict(origin)}
     return FinishedTrial(
         state=OPTUNA_STATE[item.state],
-        params={name: params[name] for name in active.order if name in params},
+        params={**{name: params[name] for name in active.order if name in params}, **extra},
+        undeclared={name: to_distribution(item.distributions[name]) for name in undeclared},
         values=item.values,
         intermediate={
             i.step: float("nan") if i.value is None else i.value for i in item.intermediate_values
@@ -118,6 +128,37 @@ def check_trial(
         datetime_start=naive_utc(item.datetime_start),
         datetime_complete=naive_utc(item.datetime_complete),
     )
+
+
+def _undeclared(target: ImportTarget, item: ImportTrialIn) -> list[str]:
+    """The parameters of ``item`` the study does not declare, each with its distribution in
+    ``item.distributions`` (define-by-run); TrialRefused if one has none, or if
+    ``distributions`` names a declared parameter, one the trial does not hold, or a ``when``."""
+    problems: list[Detail] = []
+    for name, spec in item.distributions.items():
+        if name in target.search_space:
+            problems.append(
+                detail(
+                    ["distributions", name],
+                    "declared by the study: its distribution is the study's",
+                )
+            )
+        elif name not in item.params:
+            problems.append(detail(["distributions", name], "the trial holds no such parameter"))
+        elif spec.when is not None:
+            problems.append(
+                detail(["distributions", name, "when"], "an undeclared parameter has no 'when'")
+            )
+    for name in item.params:
+        if name not in target.search_space and name not in item.distributions:
+            message = (
+                f"unknown parameter {name!r}: the study does not declare it; give its"
+                " distribution in 'distributions' (a define-by-run parameter), or leave it out"
+            )
+            problems.append(detail(["params", name], message))
+    if problems:
+        raise TrialRefused(problems)
+    return [name for name in item.params if name in item.distributions]
 
 
 def _constraints(target: ImportTarget, item: ImportTrialIn) -> dict[str, float]:
@@ -258,13 +299,16 @@ def fork_trials(
     target: ImportTarget,
     source: Mapping[str, Any],
     source_study_id: int,
+    source_space: Mapping[str, Any],
     states: Sequence[ImportState],
     defaults: Mapping[str, Any],
 ) -> Forked:
     """Import the source study's trials in ``states`` that fit ``target`` into the new study
     ``study_id`` on the caller's transaction (the study was created in it: no other
     transaction can hand out its trials yet). ``source`` is what ``hpo:imported_from``
-    records besides the number. SpecError for ``defaults`` that are not values of the space."""
+    records besides the number; ``source_space`` is the source study's declared space (its
+    other parameters were suggested define-by-run: they are kept). SpecError for ``defaults``
+    that are not values of the space."""
     fill = _checked_defaults(target, defaults)
     wanted = [OPTUNA_STATE[s] for s in states]
     if repo.count_trials(conn, source_study_id, wanted) > MAX_FORK_TRIALS:
@@ -277,7 +321,7 @@ def fork_trials(
     skipped: list[Skipped] = []
     dropped: set[str] = set()
     for trial in repo.finished_trials(conn, source_study_id, wanted, MAX_FORK_TRIALS):
-        item, left_out = _fitted(target, active, trial, fill)
+        item, left_out = _fitted(target, active, trial, fill, source_space)
         try:
             if isinstance(item, str):
                 raise TrialRefused([detail([], item)])
@@ -300,11 +344,22 @@ def _checked_defaults(target: ImportTarget, defaults: Mapping[str, Any]) -> dict
 
 
 def _fitted(
-    target: ImportTarget, active: ActiveSpace, trial: StoredTrial, defaults: Mapping[str, Any]
+    target: ImportTarget,
+    active: ActiveSpace,
+    trial: StoredTrial,
+    defaults: Mapping[str, Any],
+    source_space: Mapping[str, Any],
 ) -> tuple[ImportTrialIn | str, set[str]]:
     """The source trial as an import into ``target`` (or why it cannot be one), and the names
-    of its parameters left out (not in the new space, or inactive there for its values)."""
+    of its parameters left out (declared by the source but not in the new space, or inactive
+    there for its values). Parameters neither study declares (define-by-run) are kept, with
+    the trial's own distributions."""
     known = {n: v for n, v in trial.params.items() if n in target.search_space}
+    free = {
+        n: v
+        for n, v in trial.params.items()
+        if n not in target.search_space and n not in source_space
+    }
     while True:  # a default may make further parameters active
         missing = [n for n in active.active(known) if n not in known]
         filled = [n for n in missing if n in defaults]
@@ -324,7 +379,8 @@ def _fitted(
     raw: dict[str, Any] = {
         "number": trial.number,
         "state": state,
-        "params": {n: v for n, v in known.items() if n in holds},
+        "params": {**{n: v for n, v in known.items() if n in holds}, **free},
+        "distributions": {n: param_spec_json(trial.distributions[n]) for n in free},
         "values": trial.values,
         "reason": trial.fail_reason if state == "failed" else None,
         "intermediate_values": [
@@ -337,6 +393,6 @@ def _fitted(
     if state == "complete" and target.constraints:
         raw["constraints"] = {n: declared[n] for n in target.constraints if n in declared}
     try:
-        return _ITEM.validate_python(raw), {n for n in trial.params if n not in holds}
+        return _ITEM.validate_python(raw), {n for n in trial.params if n not in holds | set(free)}
     except ValidationError as exc:
         return summarize(validation_details(exc)), set()

@@ -12,7 +12,7 @@ from service.db.unit_of_work import UnitOfWork
 from service.errors import NotFound
 from service.ids import TrialNumber
 from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
-from service.states import OPTUNA_STATE, TrialStateName
+from service.states import TrialStateName
 from service.trials import repository as repo
 from service.trials.pareto import pareto_front_mask
 from service.trials.read_model import to_trial_out
@@ -54,7 +54,7 @@ class TrialQueries:
             rows = repo.list_trials(
                 conn,
                 study_id=study_id,
-                states=[OPTUNA_STATE[s] for s in states] if states else None,
+                states=list(states) if states else None,
                 sort=sort,
                 after=after,
                 limit=limit + 1,

@@ -13,7 +13,7 @@ from service.sampling.rows import (
     decode_params,
     decode_values,
 )
-from service.states import API_STATE
+from service.states import api_state
 from service.trials.repository.rows import TrialRow
 from service.trials.schemas import IntermediateValue, TrialOut
 
@@ -31,7 +31,7 @@ def finite_or_none(value: float) -> float | None:
 
 def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
     params, _ = decode_params(row.params)
-    state = API_STATE[row.state]
+    state = api_state(row.state, row.paused_step)
     if state == "waiting" and not params:  # enqueued: the values it was queued with
         params = dict(decode_attrs(row.system_attrs).get("fixed_params") or {})
     values = decode_values(row.trial_values) if state == "complete" else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,6 +12,7 @@ from service.ids import ResourceId
 from service.spec import MAX_PARAMS
 from service.states import TrialStateName
 from service.studies.schemas import MAX_CONSTRAINTS, MAX_OBJECTIVES, ConstraintName, TaskName
+from service.trials.results import check_result
 
 MAX_WORKER_ID_LENGTH = 256  # hpo_trials.worker_id, hpo_workers.worker_id
 MAX_TOKEN_LENGTH = 64  # hpo_trials.lease_token
@@ -111,20 +111,7 @@ class CompleteIn(LeaseIn):
 
     @model_validator(mode="after")
     def _consistent(self) -> CompleteIn:
-        if self.state == "complete":
-            if self.values is None:
-                raise ValueError("a complete trial needs 'values' (one per objective)")
-            if any(math.isnan(v) for v in self.values):
-                raise ValueError("values must not be NaN; complete the trial as 'failed' instead")
-        elif self.values is not None:
-            raise ValueError(f"a {self.state} trial takes no 'values'")
-        if self.constraints is not None:
-            if self.state != "complete":
-                raise ValueError("'constraints' are only for complete trials")
-            if any(math.isnan(v) for v in self.constraints.values()):
-                raise ValueError("constraint values must not be NaN")
-        if self.reason is not None and self.state != "failed":
-            raise ValueError("'reason' is only for failed trials")
+        check_result(self.state, self.values, self.reason, self.constraints, verb="complete")
         return self
 
 
@@ -146,6 +133,11 @@ class LeasedTrialOut(BaseModel):
     params: dict[str, Any]
     task: dict[str, Any] | None
     lease: LeaseOut
+    resume_from_step: int | None = Field(
+        default=None,
+        description="a paused trial promoted by the asha pruner: the first step to run (its"
+        " checkpoint holds the step before); None for every other hand-out",
+    )
 
 
 class LeasedTrialsOut(BaseModel):
@@ -163,6 +155,11 @@ class HeartbeatOut(BaseModel):
 
 class ReportOut(BaseModel):
     should_prune: bool
+    should_pause: bool = Field(
+        default=False,
+        description="the asha pruner paused the trial at this rung: checkpoint this step and"
+        " hand the lease back (release); it may be promoted and resumed later",
+    )
     should_stop: bool = False
 
 

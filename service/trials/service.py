@@ -17,6 +17,12 @@ Contracts:
 * A token that holds no live lease changes nothing (``service.trials.leases``).
 * A study whose first ``fail_fast_trials`` finished trials all failed for one reason is paused
   by the failing complete, in its transaction, with the reason in ``state_reason``.
+* ``asha`` (pause and promote, ``service.sampling.asha``): a report's continue-or-pause decision
+  is taken under the view lock and the ask lock, like a hand-out; a pause is stored with the
+  report (``paused_step``) and takes effect when the lease is released or expires. A study's
+  paused trials that nothing more can happen to (budget spent, nothing leased, none promotable)
+  are finished as pruned by :meth:`TrialService.settle`, run after every complete and release
+  and by a hand-out that finds the budget spent (each under the ask lock, so processes agree).
 """
 
 from __future__ import annotations
@@ -78,10 +84,12 @@ class Claim:
 
 @dataclass(frozen=True)
 class Decision:
-    """The answer to a report: prune the trial, or stop it (the study was stopped)."""
+    """The answer to a report: prune the trial, pause it (``asha``), or stop it (the study
+    was stopped)."""
 
     should_prune: bool
     should_stop: bool
+    should_pause: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,8 @@ class TrialService:
                     idempotency.record(conn, idem, 200, batch.body().model_dump(mode="json"))
             for trial in batch.trials:
                 self._index.remember(trial.id, study_id)
+            if batch.reason == "budget_spent":
+                self.settle(study_id)
             return batch
 
         return self._idempotent(idem, idem, lambda: self._uow.run(work), Batch.stored)
@@ -215,7 +225,9 @@ class TrialService:
     def report(self, trial_id: int, token: str, step: int, value: float) -> Decision:
         """Store an intermediate value and ask the study's pruner.
 
-        Reporting a step again keeps the first value and answers the same question again.
+        Reporting a step again keeps the first value and answers the same question again. With
+        ``asha`` the ask lock is taken first, so the rung's population is the same in every
+        process; a pause is stored with the report.
         """
         study_id = self._index.study_of(trial_id)
 
@@ -227,6 +239,10 @@ class TrialService:
                         "(Optuna prunes single-objective studies only)"
                     )
                 with self._uow.begin() as conn:
+                    state = None
+                    if view.schedule is not None:
+                        state, changed = view_repo.lock_and_read(conn, study_id, view.cursor)
+                        view.apply_changes(changed, state.xmin)
                     reported = repo.report(conn, trial_id, token, step, value, view.cursor)
                     if reported is None:
                         raise_for_lease(conn, trial_id, token)
@@ -237,7 +253,14 @@ class TrialService:
                         view.add_intermediate_value(trial_id, step, value)
                     prune, journal = view.should_prune(trial_id)
                     repo.flush_journal(conn, study_id, journal)
-            return Decision(prune, reported.study_state == "stopped")
+                    pause, grant = (False, None)
+                    if state is not None:
+                        pause, grant = view.rung_decision(trial_id, step, state)
+                    if pause:
+                        repo.mark_paused(conn, trial_id, token, step)
+                    elif grant is not None:
+                        repo.grant_resource(conn, trial_id, token, grant)
+            return Decision(prune, reported.study_state == "stopped", pause)
 
         return self._uow.run(work)
 
@@ -268,11 +291,14 @@ class TrialService:
         study_id = self._index.study_of(trial_id)
         finish = finish.checked(self._views.get(study_id).definition.constraints)
         if next_for is None:
-            return Completed(self._uow.run(lambda: self._finish(trial_id, token, finish)[0]))
+            done = Completed(self._uow.run(lambda: self._finish(trial_id, token, finish)[0]))
+            self.settle(study_id)
+            return done
         both = self._uow.run(
             lambda: self._finish_and_hand_out(study_id, trial_id, token, finish, next_for)
         )
         if both is not None:
+            self.settle(study_id)
             return both
         # Nothing finished: a repetition (or a lost lease, raised here).
         finished, replayed = self._uow.run(lambda: self._finish(trial_id, token, finish))
@@ -284,13 +310,47 @@ class TrialService:
         return Completed(finished, following)
 
     def release(self, trial_id: int, token: str) -> None:
-        """Hand the lease back: the trial waits in the queue again, no retry used up."""
+        """Hand the lease back: the trial waits in the queue again, no retry used up (or, told
+        to pause by ``asha``, it is paused)."""
 
-        def work(conn: Connection) -> None:
-            if repo.release(conn, trial_id, token) is None:
+        def work(conn: Connection) -> int | None:
+            study_id = repo.release(conn, trial_id, token)
+            if study_id is None:
                 raise_for_lease(conn, trial_id, token)
+            return study_id
 
-        self._uow.transaction(work)
+        study_id = self._uow.transaction(work)
+        if study_id is not None:
+            self.settle(study_id)
+
+    def settle(self, study_id: int) -> list[int]:
+        """Finish as pruned, at their last value, the study's paused trials nothing more can
+        happen to (``StudyView.leftover_paused``), so the study ends; their ids. When its
+        ``max_resource_total`` is what ended it, mark it spent (the study is then completed).
+        Under the view and ask locks on a refreshed view, in its own transaction. Nothing for
+        other pruners."""
+
+        def work() -> list[int]:
+            with self._views.locked(study_id) as view, self._uow.begin() as conn:
+                state, changed = view_repo.lock_and_read(conn, study_id, view.cursor)
+                view.apply_changes(changed, state.xmin)
+                if not view.budget_finished(state):
+                    return []
+                trials_left = state.max_trials is None or state.n_started < state.max_trials
+                if trials_left and not state.resource_spent:
+                    study_repo.mark_resource_spent(conn, study_id)
+                leftover = view.leftover_paused(state)
+                if not leftover:
+                    return []
+                view.dirty = True
+                return repo.finish_paused(conn, study_id, leftover)
+
+        try:
+            if self._views.get(study_id).schedule is None:
+                return []
+            return self._uow.run(work)
+        except NotFound:  # deleted meanwhile
+            return []
 
     # ---- internals ----
 
@@ -308,8 +368,13 @@ class TrialService:
     def _hand_out(
         self, study_id: int, worker_id: str, idem: IdempotencyKey | None, *, touch: bool = True
     ) -> LeasedTrialOut:
-        with self._views.locked(study_id) as view, self._uow.begin() as conn:
-            out = self._handouts.hand_out(conn, view, worker_id, idem, touch=touch)
+        try:
+            with self._views.locked(study_id) as view, self._uow.begin() as conn:
+                out = self._handouts.hand_out(conn, view, worker_id, idem, touch=touch)
+        except NoTrial as none:
+            if none.reason == "budget_spent":
+                self.settle(study_id)
+            raise
         self._index.remember(out.id, study_id)
         return out
 

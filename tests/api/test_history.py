@@ -111,6 +111,7 @@ def test_summary_has_counts_best_workers_and_activity(client: TestClient) -> Non
         "complete": 4,
         "pruned": 1,
         "failed": 1,
+        "paused": 0,
     }
     assert mixed["best_value"] == 1.0 and mixed["best_trial_number"] == 5
     assert mixed["pareto_front_size"] is None

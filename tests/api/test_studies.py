@@ -32,6 +32,7 @@ def test_create_returns_the_whole_study(client: TestClient) -> None:
         "complete": 0,
         "pruned": 0,
         "failed": 0,
+        "paused": 0,
     }
     assert study["created_at"].endswith("Z") or "+" in study["created_at"]
 

@@ -104,7 +104,11 @@ def test_report_and_complete(client: TestClient) -> None:
     sid = create_study(client)["id"]
     trial = ask(client, sid)
     for step, value in enumerate([0.9, 0.7, 0.5]):
-        assert report(client, trial, step, value) == {"should_prune": False, "should_stop": False}
+        assert report(client, trial, step, value) == {
+            "should_prune": False,
+            "should_pause": False,
+            "should_stop": False,
+        }
     done = complete(client, trial, 0.45)
     assert done["state"] == "complete" and done["values"] == [0.45] and done["value"] == 0.45
     assert [iv["value"] for iv in done["intermediate_values"]] == [0.9, 0.7, 0.5]

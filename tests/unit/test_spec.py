@@ -838,6 +838,7 @@ VALID_PRUNERS = [
     ("hyperband", {"max_resource": 27}, optuna.pruners.HyperbandPruner),
     ("threshold", {"lower": 0.0}, optuna.pruners.ThresholdPruner),
     ("wilcoxon", {"p_threshold": 0.05}, optuna.pruners.WilcoxonPruner),
+    ("asha", {"max_resource": 9, "reduction_factor": 3}, optuna.pruners.NopPruner),  # our own
 ]
 
 
@@ -845,7 +846,7 @@ def test_pruner_names_are_the_documented_ones() -> None:
     assert set(PRUNER_NAMES) == {name for name, _, _ in VALID_PRUNERS}
     assert PrunerSpec().name == "none"
     with pytest.raises(ValidationError) as info:
-        PrunerSpec.model_validate({"name": "asha"})
+        PrunerSpec.model_validate({"name": "bohb"})
     assert "'successive_halving'" in info.value.errors()[0]["msg"]
 
 
@@ -996,8 +997,9 @@ def test_check_study_refuses_bad_directions_and_budgets(
 
 
 def test_check_study_validates_the_space_itself() -> None:
-    error = spec_error(check_study, SamplerSpec(), PrunerSpec(), {}, MIN, None)
-    assert locs(error) == [["search_space"]]
+    inverted = {"x": {"type": "float", "low": 2.0, "high": 1.0}}
+    error = spec_error(check_study, SamplerSpec(), PrunerSpec(), inverted, MIN, None)
+    assert [loc[:2] for loc in locs(error)] == [["search_space", "x"]]
 
 
 class _RefusingSampler(optuna.samplers.RandomSampler):
@@ -1083,5 +1085,5 @@ def test_dry_run_is_silent(space: dict[str, ParamSpec], caplog: pytest.LogCaptur
 
 
 def test_spec_error_is_a_422() -> None:
-    error = spec_error(parse_search_space, {})
+    error = spec_error(parse_search_space, {"x": {"type": "int", "low": 3, "high": 1}})
     assert error.status_code == 422 and error.code == "invalid_spec"

@@ -15,7 +15,8 @@ default 0), ``fault_step`` (int >= 0, default 0). All three honour pruning (``re
 True), checkpoint after every step (JSON ``{"step": n}``), resume at the step after the
 checkpoint's without re-reporting, and return "interrupted" after a checkpoint when a stop is
 requested. Attributes set at the end: ``seed``, ``epochs_run``, ``wall_time_s``,
-``resumed_from_step`` (the first step this attempt ran, null for a fresh start).
+``resumed_from_step`` (the first step this attempt ran, null for a fresh start). Each report is
+logged (``trial <id>: reporting step <n>``), so tests can check that no step ran twice.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class ScriptedTask:
             loss = math.nan if self.fault == "nan" and step >= fault_step else value
             check_finite("loss", loss, step)
             attrs["epochs_run"] = step + 1
+            logger.info("trial %s: reporting step %d", ctx.trial_id, step)
             if ctx.report(step, loss):
                 return TaskResult("pruned", loss, step + 1)
             ctx.save_checkpoint(step, json.dumps({"step": step}).encode())

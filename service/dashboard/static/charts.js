@@ -11,6 +11,7 @@ export const COLORS = {
   failed: "#dc2626",
   running: "#10b981",
   waiting: "#9ca3af",
+  paused: "#8b5cf6",
   best: "#f97316",
   muted: "#cbd5e1",
 };

@@ -17,9 +17,10 @@ async function loadAll() {
 
 function progress(study) {
   const c = study.trial_counts;
-  const total = Math.max(study.max_trials || 0, c.complete + c.pruned + c.failed + c.running + c.waiting, 1);
-  const bar = el("div", { class: "progress", title: `${c.complete} complete, ${c.pruned} pruned, ${c.failed} failed, ${c.running} running, ${c.waiting} waiting` });
-  for (const [state, color] of [["complete", "--complete"], ["pruned", "--pruned"], ["failed", "--failed"], ["running", "--running"], ["waiting", "--waiting"]]) {
+  const paused = c.paused || 0;
+  const total = Math.max(study.max_trials || 0, c.complete + c.pruned + c.failed + c.running + c.waiting + paused, 1);
+  const bar = el("div", { class: "progress", title: `${c.complete} complete, ${c.pruned} pruned, ${c.failed} failed, ${c.running} running, ${paused} paused, ${c.waiting} waiting` });
+  for (const [state, color] of [["complete", "--complete"], ["pruned", "--pruned"], ["failed", "--failed"], ["running", "--running"], ["paused", "--paused"], ["waiting", "--waiting"]]) {
     if (c[state]) bar.append(el("span", { style: `width:${(100 * c[state]) / total}%;background:var(${color})` }));
   }
   return bar;

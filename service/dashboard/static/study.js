@@ -137,7 +137,7 @@ const RENDER = {
 function renderHeader() {
   const study = state.study;
   const trials = ordered();
-  const counts = { waiting: 0, running: 0, complete: 0, pruned: 0, failed: 0 };
+  const counts = { waiting: 0, running: 0, complete: 0, pruned: 0, failed: 0, paused: 0 };
   const workers = new Set();
   let latest = study.updated_at;
   for (const t of trials) {
@@ -170,7 +170,7 @@ function renderHeader() {
     best = stat("Best", top ? fmtValue(top.values[0]) : "—", top ? `trial #${top.number}` : "no complete trial");
   }
   $("stats").replaceChildren(
-    stat("Trials", `${finished}${study.max_trials ? " / " + study.max_trials : ""}`, `${counts.running} running · ${counts.waiting} waiting`),
+    stat("Trials", `${finished}${study.max_trials ? " / " + study.max_trials : ""}`, `${counts.running} running · ${counts.waiting} waiting${counts.paused ? ` · ${counts.paused} paused` : ""}`),
     best,
     stat("Pruned", String(counts.pruned), `${counts.failed} failed`),
     stat("Workers", String(workers.size), [...workers].slice(0, 2).join(", ") || "idle"),

@@ -43,9 +43,9 @@ _INSERT_NEW_TRIAL = Statement(
           FROM t, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
     ), h AS (
         INSERT INTO hpo_trials (trial_id, study_id, attempt, lease_token, lease_expires_at,
-                                worker_id, change_xid)
+                                worker_id, resource_granted, change_xid)
         SELECT t.trial_id, :study_id, 1, :token, now() + make_interval(secs => :lease_seconds),
-               :worker_id, {CURRENT_XID}
+               :worker_id, CAST(:granted AS int), {CURRENT_XID}
           FROM t
         RETURNING lease_expires_at
     ), s AS (
@@ -77,8 +77,10 @@ def insert_leased_trial(
     token: str,
     worker_id: str,
     lease_seconds: int,
+    granted: int | None = None,
 ) -> NewLease:
-    """A newly sampled trial, running under a lease, counted against the study's budget."""
+    """A newly sampled trial, running under a lease, counted against the study's budget
+    (``granted``: the asha resource units it may reach)."""
     row = _INSERT_NEW_TRIAL.one_or_none(
         conn,
         {
@@ -87,6 +89,7 @@ def insert_leased_trial(
             "token": token,
             "worker_id": worker_id,
             "lease_seconds": lease_seconds,
+            "granted": granted,
             **params_arrays(params, distributions),
             **attr_arrays(system_attrs, "sa"),
         },
@@ -101,7 +104,9 @@ _LEASE_QUEUED_TRIAL = Statement(
         UPDATE hpo_trials
            SET attempt = attempt + 1, lease_token = :token,
                lease_expires_at = now() + make_interval(secs => :lease_seconds),
-               worker_id = :worker_id, queued_at = NULL, change_xid = {CURRENT_XID}
+               worker_id = :worker_id, queued_at = NULL,
+               resource_granted = coalesce(resource_granted, CAST(:granted AS int)),
+               change_xid = {CURRENT_XID}
          WHERE trial_id = :trial_id AND queued_at IS NOT NULL
         RETURNING trial_id, attempt, lease_expires_at
     ), t AS (
@@ -149,11 +154,12 @@ def lease_queued_trial(
     token: str,
     worker_id: str,
     lease_seconds: int,
+    granted: int | None = None,
 ) -> NewLease | None:
     """Lease a trial from the queue (a retry, or one a user enqueued), adding ``new_params``.
 
-    The first lease of a trial counts against the budget; later ones (retries) do not.
-    None when the trial is no longer queued.
+    The first lease of a trial counts against the budget; later ones (retries) do not, and keep
+    their asha grant (``granted`` is for a first lease). None when the trial is no longer queued.
     """
     row = _LEASE_QUEUED_TRIAL.one_or_none(
         conn,
@@ -163,6 +169,7 @@ def lease_queued_trial(
             "token": token,
             "worker_id": worker_id,
             "lease_seconds": lease_seconds,
+            "granted": granted,
             **params_arrays(new_params, distributions),
             **attr_arrays(system_attrs, "sa"),
         },
@@ -170,6 +177,114 @@ def lease_queued_trial(
     if row is None:
         return None
     return NewLease(row["trial_id"], row["number"], row["attempt"], row["lease_expires_at"])
+
+
+_LEASE_PAUSED_TRIAL = Statement(
+    f"""
+    WITH h AS (
+        UPDATE hpo_trials
+           SET lease_token = :token,
+               lease_expires_at = now() + make_interval(secs => :lease_seconds),
+               worker_id = :worker_id, paused_step = NULL,
+               resource_granted = CAST(:granted AS int), change_xid = {CURRENT_XID}
+         WHERE trial_id = :trial_id AND paused_step IS NOT NULL AND lease_token IS NULL
+        RETURNING trial_id, attempt, lease_expires_at
+    ), t AS (
+        UPDATE trials SET state = 'RUNNING' FROM h WHERE trials.trial_id = h.trial_id
+        RETURNING trials.trial_id, trials.number
+    ), s AS (
+        UPDATE hpo_studies SET last_handout_at = now() WHERE study_id = :study_id
+    ), {
+        event(
+            "e",
+            "trial_promoted",
+            "h JOIN t ON t.trial_id = h.trial_id",
+            ":study_id",
+            "h.trial_id",
+            "jsonb_build_object('number', t.number, 'attempt', h.attempt,"
+            " 'worker_id', CAST(:worker_id AS text),"
+            " 'resume_from_step', CAST(:resume_from_step AS int))",
+        )
+    }
+    SELECT h.trial_id, t.number, h.attempt, h.lease_expires_at FROM h, t
+    """
+)
+
+
+def lease_paused_trial(
+    conn: Connection,
+    *,
+    study_id: int,
+    trial_id: int,
+    resume_from_step: int,
+    granted: int,
+    token: str,
+    worker_id: str,
+    lease_seconds: int,
+) -> NewLease | None:
+    """Promote a paused trial (``asha``): leased again as the same trial, its ``attempt``
+    unchanged and not counted against the budget again, granted up to ``granted`` units.
+    None when it is no longer paused."""
+    row = _LEASE_PAUSED_TRIAL.one_or_none(
+        conn,
+        {
+            "study_id": study_id,
+            "trial_id": trial_id,
+            "resume_from_step": resume_from_step,
+            "granted": granted,
+            "token": token,
+            "worker_id": worker_id,
+            "lease_seconds": lease_seconds,
+        },
+    )
+    if row is None:
+        return None
+    return NewLease(row["trial_id"], row["number"], row["attempt"], row["lease_expires_at"])
+
+
+_FINISH_PAUSED = text(
+    f"""
+    WITH h AS (
+        UPDATE hpo_trials
+           SET paused_step = NULL, change_xid = {CURRENT_XID}
+         WHERE trial_id = ANY(CAST(:ids AS int[])) AND study_id = :study_id
+           AND paused_step IS NOT NULL AND lease_token IS NULL
+        RETURNING trial_id, study_id
+    ), t AS (
+        UPDATE trials SET state = 'PRUNED', datetime_complete = now() AT TIME ZONE 'utc'
+          FROM h WHERE trials.trial_id = h.trial_id
+        RETURNING trials.trial_id, trials.number
+    ), last AS (
+        SELECT DISTINCT ON (i.trial_id) i.trial_id, i.intermediate_value, i.intermediate_value_type
+          FROM trial_intermediate_values i JOIN h ON h.trial_id = i.trial_id
+         ORDER BY i.trial_id, i.step DESC
+    ), v AS (
+        -- Optuna's tell does the same for a pruned trial: its value is its last reported one.
+        INSERT INTO trial_values (trial_id, objective, value, value_type)
+        SELECT last.trial_id, 0, last.intermediate_value,
+               CAST(CAST(last.intermediate_value_type AS text) AS trialvaluetype)
+          FROM last WHERE CAST(last.intermediate_value_type AS text) <> 'NAN'
+    ), {
+        event(
+            "e",
+            "trial_finished",
+            "t",
+            ":study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'state', 'pruned', 'values', NULL,"
+            " 'fail_reason', NULL, 'reason', 'budget_spent')",
+        )
+    }
+    SELECT h.trial_id FROM h
+    """
+)
+
+
+def finish_paused(conn: Connection, study_id: int, trial_ids: Sequence[int]) -> list[int]:
+    """Finish paused trials as PRUNED at their last value (nothing more can happen to them);
+    the ids of those that were still paused."""
+    rows = conn.execute(_FINISH_PAUSED, {"study_id": study_id, "ids": list(trial_ids)}).all()
+    return [int(r.trial_id) for r in rows]
 
 
 _ENQUEUE = text(
@@ -270,10 +385,14 @@ _CANDIDATES = text(
        AND (CAST(:team_id AS int) IS NULL OR s.team_id = :team_id)
        AND (CAST(:study_ids AS int[]) IS NULL OR s.study_id = ANY(CAST(:study_ids AS int[])))
        AND (CAST(:tasks AS text[]) IS NULL OR s.task_name = ANY(CAST(:tasks AS text[])))
+       AND NOT s.resource_spent
        AND (s.max_trials IS NULL OR s.n_started < s.max_trials
             OR EXISTS (SELECT 1 FROM hpo_trials q
                         WHERE q.study_id = s.study_id AND q.queued_at IS NOT NULL
-                          AND q.attempt > 0))
+                          AND q.attempt > 0)
+            OR EXISTS (SELECT 1 FROM hpo_trials p
+                        WHERE p.study_id = s.study_id AND p.paused_step IS NOT NULL
+                          AND p.lease_token IS NULL))
        AND (s.max_parallel IS NULL
             OR (SELECT count(*) FROM hpo_trials r
                  WHERE r.study_id = s.study_id AND r.lease_token IS NOT NULL) < s.max_parallel)
@@ -291,8 +410,9 @@ def claim_candidates(
     *,
     team_id: int | None,
 ) -> list[int]:
-    """Running studies of the team (of any team for None) with something to hand out, least
-    recently served first (fairness)."""
+    """Running studies of the team (of any team for None) with something to hand out (a paused
+    trial may be promoted, or finished when nothing more can happen), least recently served
+    first (fairness)."""
     rows = conn.execute(
         _CANDIDATES,
         {

@@ -48,6 +48,8 @@ class FinishedTrial:
     fail_reason: str | None = None
     datetime_start: dt.datetime | None = None  # naive UTC, as Optuna keeps it
     datetime_complete: dt.datetime | None = None
+    # Distributions of parameters the study does not declare (define-by-run).
+    undeclared: Mapping[str, BaseDistribution] = field(default_factory=dict)
 
 
 _INSERT = text(
@@ -134,21 +136,25 @@ def _arrays(
     study_id: int, trials: Sequence[FinishedTrial], distributions: Mapping[str, BaseDistribution]
 ) -> dict[str, Any]:
     """The statement's parameters: one array per column, child rows keyed by trial index."""
-    dists = {name: i + 1 for i, name in enumerate(distributions)}  # 1-based, as SQL arrays
+    dists: dict[str, int] = {}  # distribution JSON -> its 1-based index (SQL arrays)
+
+    def index(distribution: BaseDistribution) -> int:
+        return dists.setdefault(distribution_to_json(distribution), len(dists) + 1)
+
     out: dict[str, Any] = {
         "study_id": study_id,
         "states": [t.state for t in trials],
         "starts": [t.datetime_start for t in trials],
         "completes": [t.datetime_complete for t in trials],
         "reasons": [t.fail_reason for t in trials],
-        "dists": [distribution_to_json(d) for d in distributions.values()],
     }
     columns: dict[str, list[Any]] = {
         f"{prefix}_{name}": [] for prefix, rest in _COLUMNS.items() for name in ("trials", *rest)
     }
     for i, trial in enumerate(trials):
         for name, value in trial.params.items():
-            _append(columns, "p", i, name, distributions[name].to_internal_repr(value), dists[name])
+            dist = distributions.get(name) or trial.undeclared[name]
+            _append(columns, "p", i, name, dist.to_internal_repr(value), index(dist))
         for objective, value in enumerate(trial.values or ()):
             _append(columns, "v", i, objective, *to_stored(value))
         for step, value in trial.intermediate.items():
@@ -157,7 +163,7 @@ def _arrays(
             _append(columns, "ua", i, key, json.dumps(value))
         for key, value in trial.system_attrs.items():
             _append(columns, "sa", i, key, json.dumps(value))
-    arrays = {**out, **columns}
+    arrays = {**out, "dists": list(dists), **columns}
     return {k: v if k == "study_id" else array_literal(v) for k, v in arrays.items()}
 
 
@@ -194,6 +200,7 @@ class StoredTrial:
     number: int
     state: OptunaTrialState
     params: dict[str, Any]
+    distributions: dict[str, BaseDistribution]
     values: list[float] | None
     intermediate: dict[int, float]
     user_attrs: dict[str, Any]
@@ -227,12 +234,13 @@ def finished_trials(
 
 
 def _stored(row: Mapping[Any, Any]) -> StoredTrial:
-    params, _ = decode_params(row["params"])
+    params, distributions = decode_params(row["params"])
     state: OptunaTrialState = row["state"]
     return StoredTrial(
         number=row["number"],
         state=state,
         params=params,
+        distributions=distributions,
         values=decode_values(row["trial_values"]) if state == "COMPLETE" else None,
         intermediate=decode_intermediate(row["intermediate"]),
         user_attrs=decode_attrs(row["user_attrs"]),

@@ -125,7 +125,7 @@ _FINISH = Statement(
     WITH h AS (
         UPDATE hpo_trials
            SET lease_token = NULL, lease_expires_at = NULL, finish_token = :token,
-               fail_reason = :fail_reason, change_xid = {CURRENT_XID}
+               fail_reason = :fail_reason, paused_step = NULL, change_xid = {CURRENT_XID}
          WHERE trial_id = :trial_id AND lease_token = :token AND lease_expires_at > now()
            AND (:state <> 'COMPLETE'
                 OR (SELECT count(*) FROM study_directions d
@@ -220,10 +220,11 @@ _RELEASE = text(
     f"""
     WITH h AS (
         UPDATE hpo_trials
-           SET lease_token = NULL, lease_expires_at = NULL, queued_at = clock_timestamp(),
+           SET lease_token = NULL, lease_expires_at = NULL,
+               queued_at = CASE WHEN paused_step IS NULL THEN clock_timestamp() END,
                change_xid = {CURRENT_XID}
          WHERE trial_id = :trial_id AND lease_token = :token AND lease_expires_at > now()
-        RETURNING trial_id, study_id
+        RETURNING trial_id, study_id, paused_step
     ), t AS (
         UPDATE trials SET state = 'WAITING' FROM h WHERE trials.trial_id = h.trial_id
         RETURNING trials.trial_id, trials.number
@@ -232,10 +233,20 @@ _RELEASE = text(
         event(
             "e",
             "trial_requeued",
-            "t JOIN h ON h.trial_id = t.trial_id",
+            "t JOIN h ON h.trial_id = t.trial_id AND h.paused_step IS NULL",
             "h.study_id",
             "t.trial_id",
             "jsonb_build_object('number', t.number, 'reason', 'released')",
+        )
+    },
+    {
+        event(
+            "p",
+            "trial_paused",
+            "t JOIN h ON h.trial_id = t.trial_id AND h.paused_step IS NOT NULL",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'step', h.paused_step, 'reason', 'released')",
         )
     }
     SELECT h.study_id, (SELECT count(*) FROM n) FROM h
@@ -244,9 +255,37 @@ _RELEASE = text(
 
 
 def release(conn: Connection, trial_id: int, token: str) -> int | None:
-    """Give a leased trial back to the queue (no retry is used up); returns its study id."""
+    """Give a leased trial back (no retry is used up): to the queue, or, when the ``asha``
+    pruner told it to pause (``paused_step`` set), paused; returns its study id."""
     row = conn.execute(_RELEASE, {"trial_id": trial_id, "token": token}).one_or_none()
     return None if row is None else int(row.study_id)
+
+
+_MARK_PAUSED = Statement(
+    f"""
+    UPDATE hpo_trials SET paused_step = :step, change_xid = {CURRENT_XID}
+     WHERE trial_id = :trial_id AND lease_token = :token AND paused_step IS NULL
+    """
+)
+
+
+_GRANT = Statement(
+    f"""
+    UPDATE hpo_trials SET resource_granted = :units, change_xid = {CURRENT_XID}
+     WHERE trial_id = :trial_id AND lease_token = :token
+    """
+)
+
+
+def grant_resource(conn: Connection, trial_id: int, token: str, units: int) -> None:
+    """The ``asha`` pruner let the leased trial continue up to ``units`` resource units."""
+    _GRANT.run(conn, {"trial_id": trial_id, "token": token, "units": units})
+
+
+def mark_paused(conn: Connection, trial_id: int, token: str, step: int) -> None:
+    """The ``asha`` pruner paused the leased trial at ``step``: it becomes paused when its lease
+    is handed back or expires (a repeated decision keeps the first step)."""
+    _MARK_PAUSED.run(conn, {"trial_id": trial_id, "token": token, "step": step})
 
 
 _LEASE_STATE = text(

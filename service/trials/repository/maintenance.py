@@ -19,20 +19,26 @@ _REAP = text(
          LIMIT :batch
          FOR UPDATE SKIP LOCKED
     ), h AS (
+        -- A trial the asha pruner told to pause is paused: no retry used, not queued.
         UPDATE hpo_trials h
            SET lease_token = NULL, lease_expires_at = NULL,
-               expired_leases = h.expired_leases + 1,
-               queued_at = CASE WHEN h.expired_leases < s.max_retries THEN clock_timestamp() END,
-               fail_reason = CASE WHEN h.expired_leases < s.max_retries THEN NULL
+               expired_leases = h.expired_leases + CASE WHEN h.paused_step IS NULL THEN 1
+                                                        ELSE 0 END,
+               queued_at = CASE WHEN h.paused_step IS NULL AND h.expired_leases < s.max_retries
+                                THEN clock_timestamp() END,
+               fail_reason = CASE WHEN h.paused_step IS NOT NULL
+                                    OR h.expired_leases < s.max_retries THEN NULL
                                   ELSE 'lease_expired' END,
                change_xid = {CURRENT_XID}
           FROM expired e, hpo_studies s
          WHERE h.trial_id = e.trial_id AND s.study_id = h.study_id
-        RETURNING h.trial_id, h.study_id, h.queued_at IS NOT NULL AS requeued
+        RETURNING h.trial_id, h.study_id, h.queued_at IS NOT NULL AS requeued,
+                  h.paused_step IS NOT NULL AS paused
     ), t AS (
         UPDATE trials
-           SET state = CASE WHEN h.requeued THEN 'WAITING'::trialstate ELSE 'FAIL'::trialstate END,
-               datetime_complete = CASE WHEN h.requeued THEN NULL
+           SET state = CASE WHEN h.requeued OR h.paused THEN 'WAITING'::trialstate
+                            ELSE 'FAIL'::trialstate END,
+               datetime_complete = CASE WHEN h.requeued OR h.paused THEN NULL
                                         ELSE now() AT TIME ZONE 'utc' END
           FROM h WHERE trials.trial_id = h.trial_id
         RETURNING trials.trial_id, trials.number
@@ -54,14 +60,25 @@ _REAP = text(
         event(
             "f",
             "trial_finished",
-            "t JOIN h ON h.trial_id = t.trial_id AND NOT h.requeued",
+            "t JOIN h ON h.trial_id = t.trial_id AND NOT h.requeued AND NOT h.paused",
             "h.study_id",
             "t.trial_id",
             "jsonb_build_object('number', t.number, 'state', 'failed', 'values', NULL,"
             " 'fail_reason', 'lease_expired')",
         )
+    },
+    {
+        event(
+            "p",
+            "trial_paused",
+            "t JOIN h ON h.trial_id = t.trial_id AND h.paused",
+            "h.study_id",
+            "t.trial_id",
+            "jsonb_build_object('number', t.number, 'reason', 'lease_expired')",
+        )
     }
-    SELECT h.trial_id, h.study_id, h.requeued, (SELECT count(*) FROM n) AS notified FROM h
+    SELECT h.trial_id, h.study_id, h.requeued, h.paused, (SELECT count(*) FROM n) AS notified
+      FROM h
     """
 )
 
@@ -71,12 +88,14 @@ class Reaped:
     trial_id: int
     study_id: int
     requeued: bool
+    paused: bool = False  # told to pause by asha: paused, no retry used
 
 
 def reap_expired(conn: Connection, batch: int = 100) -> list[Reaped]:
-    """Expired leases: back to the queue as the same trial, or failed after ``max_retries``."""
+    """Expired leases: back to the queue as the same trial, or failed after ``max_retries``; a
+    trial the ``asha`` pruner told to pause becomes paused (no retry used)."""
     rows = conn.execute(_REAP, {"batch": batch}).all()
-    return [Reaped(r.trial_id, r.study_id, r.requeued) for r in rows]
+    return [Reaped(r.trial_id, r.study_id, r.requeued, r.paused) for r in rows]
 
 
 def purge_events(conn: Connection, retention_seconds: int) -> int:

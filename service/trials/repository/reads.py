@@ -8,12 +8,14 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from service.sampling.repository import TRIAL_AGGREGATES
+from service.states import API_STATE_SQL, TrialStateName
 from service.trials.repository.rows import TrialRow
 
 _TRIAL_COLUMNS = f"""
     SELECT t.trial_id, t.study_id, t.number, t.state::text AS state,
            t.datetime_start, t.datetime_complete,
            h.attempt, h.worker_id, h.fail_reason, h.lease_expires_at, h.queued_at,
+           h.paused_step,
            {TRIAL_AGGREGATES}
 """
 
@@ -71,13 +73,13 @@ def list_trials(
     conn: Connection,
     *,
     study_id: int,
-    states: Sequence[str] | None,
+    states: Sequence[TrialStateName] | None,
     sort: str,
     after: Any,
     limit: int,
 ) -> list[TrialRow]:
-    """One page of a study's trials. ``sort``: number, -number, value, -value (ValueError
-    otherwise).
+    """One page of a study's trials in any of the API ``states`` (all for None). ``sort``:
+    number, -number, value, -value (ValueError otherwise).
 
     Value sorts list only trials with a first objective value (complete ones); ties and pages
     are broken by number. ``after`` is the key of the last row of the previous page.
@@ -88,7 +90,7 @@ def list_trials(
     params: dict[str, Any] = {"study_id": study_id, "limit": limit, "states": list(states or [])}
     where = ["t.study_id = :study_id"]
     if states:
-        where.append("t.state::text = ANY(CAST(:states AS text[]))")
+        where.append(f"({API_STATE_SQL}) = ANY(CAST(:states AS text[]))")
     op = "<" if descending else ">"
     direction = "DESC" if descending else "ASC"
     if not by_value:

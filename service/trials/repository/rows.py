@@ -46,6 +46,8 @@ class TrialRow:
     sort_value: float | None = None
     # The writing transaction's id, in reads of a change feed (``hpo_trials.change_xid``).
     change_xid: int | None = None
+    # The step at which the asha pruner paused the trial (``hpo_trials.paused_step``).
+    paused_step: int | None = None
 
     @classmethod
     def of(cls, row: Mapping[Any, Any]) -> TrialRow:
