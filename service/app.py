@@ -63,6 +63,8 @@ from service.trials.queries import TrialQueries
 from service.trials.service import ClaimTiming, TrialService
 from service.trials.suggest import Suggestions
 from service.trials.suggest_endpoints import router as suggest_router
+from service.usage.endpoints import router as usage_router
+from service.usage.service import UsageService
 
 API_PREFIX = "/api/v1"
 
@@ -114,6 +116,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(fleet_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(live_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(auth_router, prefix=API_PREFIX, responses=API_ERRORS)
+    app.include_router(usage_router, prefix=API_PREFIX, responses=API_ERRORS)
     app.include_router(health_router)
     app.include_router(dashboard_router)
     install_api_docs(app)
@@ -164,10 +167,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         ClaimTiming(settings.claim_max_wait_s, settings.claim_repoll_s),
         fail_fast_trials=settings.fail_fast_trials,
     )
+    reaper.settle_with(functools.partial(app.state.trials.settle, check=True))
     app.state.trial_queries = TrialQueries(uow)
     app.state.imports = TrialImports(uow, views, trial_index)
     app.state.suggestions = Suggestions(uow, views, trial_index)
     app.state.fleet = FleetService(uow)
+    app.state.usage = UsageService(uow)
     app.state.artifacts = artifacts
     app.state.checkpoints = CheckpointService(
         uow, checkpoint_store, settings.checkpoint_max_bytes, artifacts

@@ -2,7 +2,9 @@
 ``asha`` pruner told to pause becomes paused instead (the next hand-out may promote it).
 
 Every server process runs one; they cooperate through ``FOR UPDATE SKIP LOCKED``, so each
-expired lease is handled exactly once however many processes run. It also drops idempotency
+expired lease is handled exactly once however many processes run. An expired attempt's GPU time
+counts up to the lease's expiry; a study with ``max_gpu_hours`` is then settled (once that
+budget is used, its waiting trials are finished: ``TrialService.settle``). It also drops idempotency
 records and events older than their retention, and, with object storage, applies artifact
 retention to finished studies and sweeps stale uploads (``service.artifacts.maintenance``).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
@@ -47,6 +50,11 @@ class Reaper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._last_purge = 0.0
+        self._settle: Callable[[int], object] | None = None
+
+    def settle_with(self, settle: Callable[[int], object]) -> None:
+        """Call ``settle(study_id)`` after reaping leases of a study with ``max_gpu_hours``."""
+        self._settle = settle
 
     def start(self) -> None:
         self._thread.start()
@@ -75,6 +83,9 @@ class Reaper:
                 if reaped.requeued
                 else "failed (max_retries reached)",
             )
+        if self._settle is not None:
+            for study_id in sorted({r.study_id for r in done if r.gpu_budget}):
+                self._settle(study_id)
         return done
 
     def _run(self) -> None:

@@ -22,7 +22,7 @@ from service.auth.service import issue_token
 from service.db import migrate
 from service.db.engine import create_db_engine
 from service.settings import ServerSettings
-from tests.support import ScratchDatabase, postgres_pids
+from tests.support import ScratchDatabase, ServerProcess, postgres_pids
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,3 +76,12 @@ def client(db: ScratchDatabase, tmp_path: Path) -> Iterator[TestClient]:
     admin token of the session's team."""
     with TestClient(create_app(server_settings(db, tmp_path)), headers=db.auth_headers) as c:
         yield c
+
+
+@pytest.fixture
+def two_servers(db: ScratchDatabase) -> Iterator[list[ServerProcess]]:
+    """Two ``hpo serve`` processes on the session database (emptied)."""
+    servers = [ServerProcess(db.url_string, token=db.token).start() for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()

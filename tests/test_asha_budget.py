@@ -12,20 +12,12 @@ import httpx
 import pytest
 
 from tests.api.helpers import study_body
-from tests.support import ScratchDatabase, ServerProcess
+from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 BUDGET = 40
 MAX_RESOURCE = 9
-
-
-@pytest.fixture
-def two_servers(db: ScratchDatabase) -> Any:
-    servers = [ServerProcess(db.url_string, token=db.token).start() for _ in range(2)]
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 class _Record:

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.api.helpers import study_body
-from tests.support import ScratchDatabase, ServerProcess
+from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def two_servers(db: ScratchDatabase) -> Iterator[list[ServerProcess]]:
-    servers = [ServerProcess(db.url_string, token=db.token).start() for _ in range(2)]
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def _worker(

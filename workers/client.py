@@ -285,10 +285,13 @@ class HPOClient:
 
     # ---- trials ----
 
-    def ask(self, study_id: int, worker_id: str) -> Lease | NoTrial:
-        response = self.request(
-            "POST", f"/studies/{study_id}/trials", json={"worker_id": worker_id}, idempotent=True
-        )
+    def ask(self, study_id: int, worker_id: str, *, device: str | None = None) -> Lease | NoTrial:
+        """``device``: what the trial will run on (``cuda:0``: its wall time counts as GPU
+        time; None: not counted)."""
+        body: dict[str, Any] = {"worker_id": worker_id}
+        if device is not None:
+            body["device"] = device
+        response = self.request("POST", f"/studies/{study_id}/trials", json=body, idempotent=True)
         return _lease_or_none(response)
 
     def claim(
@@ -300,10 +303,12 @@ class HPOClient:
         wait_seconds: float = 0.0,
         retry_for_s: float | None = None,
         idempotency_key: str | None = None,
+        device: str | None = None,
     ) -> Lease | NoTrial:
         """``idempotency_key``: the key of an earlier claim that got no answer, so that a
-        trial handed out to it is not handed out again (see :meth:`request`)."""
-        body = _claim_body(worker_id, None, study_ids, tasks, wait_seconds)
+        trial handed out to it is not handed out again (see :meth:`request`). ``device``: what
+        the trial will run on (see :meth:`ask`)."""
+        body = _claim_body(worker_id, None, study_ids, tasks, wait_seconds, device)
         response = self._claim(body, retry_for_s, idempotency_key)
         return _lease_or_none(response)
 
@@ -340,10 +345,12 @@ class HPOClient:
         wait_seconds: float = 0.0,
         retry_for_s: float | None = None,
         idempotency_key: str | None = None,
+        device: str | None = None,
     ) -> LeaseBatch:
         """:meth:`claim` for up to ``count`` trials in one request (a worker's free slots);
-        with ``wait_seconds`` it answers as soon as there is at least one."""
-        body = _claim_body(worker_id, count, study_ids, tasks, wait_seconds)
+        with ``wait_seconds`` it answers as soon as there is at least one. ``device``: what
+        every one of them will run on (one GPU each for ``cuda``)."""
+        body = _claim_body(worker_id, count, study_ids, tasks, wait_seconds, device)
         response = self._claim(body, retry_for_s, idempotency_key)
         return LeaseBatch.from_json(response.json())
 
@@ -421,6 +428,7 @@ class HPOClient:
         constraints: Mapping[str, float] | None = None,
         next_worker_id: str | None = None,
         retry_for_s: float | None = None,
+        next_device: str | None = None,
     ) -> dict[str, Any]:
         """Finish the trial; with ``next_worker_id`` the answer's ``next_trial`` holds the
         study's next trial for that worker (one request instead of two). ``constraints``: the
@@ -428,6 +436,8 @@ class HPOClient:
         body: dict[str, Any] = {"lease_token": token, "state": state}
         if next_worker_id is not None:
             body["next"] = {"worker_id": next_worker_id}
+            if next_device is not None:
+                body["next"]["device"] = next_device
         if values is not None:
             body["values"] = list(values)
         if reason is not None:
@@ -658,6 +668,7 @@ def _claim_body(
     study_ids: Sequence[int] | None,
     tasks: Sequence[str] | None,
     wait_seconds: float,
+    device: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "worker_id": worker_id,
@@ -665,6 +676,8 @@ def _claim_body(
         "tasks": list(tasks) if tasks is not None else None,
         "wait_seconds": wait_seconds,
     }
+    if device is not None:
+        body["device"] = device
     if count is not None:
         body["count"] = count
     return body

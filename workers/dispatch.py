@@ -110,6 +110,9 @@ class Dispatcher:
         self._backoff = Backoff()
         self._waiting: list[int] = []  # slots that want a trial, first come first served
         self._unanswered: tuple[str, int] | None = None  # (key, count) of a claim to retry
+        # Every slot of a worker is on the same kind of device (workers.devices.plan_slots):
+        # the claim says that kind, and the server counts one GPU per lease for "cuda".
+        self._device = slot_device_kind(settings.device)
 
     def run(self) -> None:
         """Claim for the waiting slots until ``stop`` is set or the token is refused."""
@@ -154,6 +157,7 @@ class Dispatcher:
                 wait_seconds=self._settings.poll_wait_s,
                 retry_for_s=0,
                 idempotency_key=key,
+                device=self._device,
             )
         except Unavailable as exc:
             unreachable(who, self._client.base_url, exc, self._backoff, self._stop)
@@ -197,3 +201,15 @@ class Dispatcher:
 
     def close(self) -> None:
         self._client.close()
+
+
+def slot_device_kind(device: str) -> str:
+    """The kind of device (``cuda`` or ``cpu``, or what ``--device`` named) every slot of a
+    worker started with ``--device device`` runs on; asks CUDA for its device count only, as
+    ``plan_slots`` does in the same parent process."""
+    kind = device.split(":")[0]
+    if kind == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.device_count() else "cpu"
+    return kind

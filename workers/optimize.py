@@ -60,11 +60,14 @@ def optimize(
     worker_id: str | None = None,
     catch: tuple[type[BaseException], ...] = (),
     wait_s: float = 1.0,
+    device: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``objective`` on up to ``n_trials`` trials of ``study`` (id or name).
 
     Stops early when the study has no more trials to give (budget spent, stopped); waits while
     it is paused or at ``max_parallel``. Returns the finished trials as the API shows them.
+    ``device``: what the objective runs on, as PyTorch names it (``cuda:0``: its wall time
+    counts against the study's ``max_gpu_hours``); None: say nothing, no GPU time counted.
     """
     found = client.get_study(study)
     study_id, space = int(found["id"]), dict(found["search_space"])
@@ -73,7 +76,7 @@ def optimize(
     lease: Lease | None = None
     while len(finished) < n_trials:
         if lease is None:
-            got = client.ask(study_id, worker)
+            got = client.ask(study_id, worker, device=device)
             if isinstance(got, NoTrial):
                 if got.reason in _WAIT_REASONS:
                     time.sleep(wait_s)
@@ -82,7 +85,8 @@ def optimize(
                 break
             lease = got
         more = len(finished) + 1 < n_trials
-        done = _evaluate(client, lease, space, objective, catch, worker if more else None)
+        nxt_for = (worker, device) if more else None
+        done = _evaluate(client, lease, space, objective, catch, nxt_for)
         finished.append(done)
         nxt = done.get("next_trial")
         lease = Lease.from_json(nxt) if nxt else None
@@ -97,8 +101,9 @@ def _evaluate(
     space: dict[str, Any],
     objective: Objective,
     catch: tuple[type[BaseException], ...],
-    next_worker: str | None,
+    next_for: tuple[str, str | None] | None,
 ) -> dict[str, Any]:
+    next_worker, next_device = next_for if next_for is not None else (None, None)
     trial = ClientTrial(lease, client, space)
     with Heartbeat(
         client, lease.trial_id, lease.token, lease.heartbeat_seconds, lease.lease_seconds
@@ -112,6 +117,7 @@ def _evaluate(
                 state="pruned",
                 user_attrs=trial.user_attrs,
                 next_worker_id=next_worker,
+                next_device=next_device,
             )
         except Exception as exc:
             failed = client.complete(
@@ -133,6 +139,7 @@ def _evaluate(
         user_attrs=trial.user_attrs,
         constraints=trial.constraints or None,
         next_worker_id=next_worker,
+        next_device=next_device,
     )
 
 

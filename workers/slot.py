@@ -132,6 +132,7 @@ class Slot:
                 wait_seconds=self.settings.poll_wait_s,
                 retry_for_s=0,
                 idempotency_key=self._claim_key,
+                device=str(self.device),  # the server counts a cuda slot's time as GPU time
             )
         except Unavailable as exc:
             unreachable(self.worker_id, self.client.base_url, exc, self._backoff, self.shutdown)

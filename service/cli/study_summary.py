@@ -21,6 +21,7 @@ def print_study(study: dict[str, Any], best: dict[str, Any]) -> None:
         ("task", _named(study["task"]) if study["task"] else "-"),
         ("trials", _progress(study)),
         ("limits", _limits(study)),
+        ("gpu-hours", gpu_hours_line(study)),
         ("best", _best_line(study, best)),
         ("created", f"{timestamp(study['created_at'])} (updated {timestamp(study['updated_at'])})"),
     ]
@@ -145,6 +146,13 @@ def _limits(study: dict[str, Any]) -> str:
     parallel = study["max_parallel"]
     at_once = f"{parallel} at once" if parallel else "no limit on trials at once"
     return f"{at_once}, {study['max_retries']} retries, lease {study['lease_seconds']} s"
+
+
+def gpu_hours_line(study: dict[str, Any]) -> str:
+    """``0.42 of 2 GPU-hours used``, or ``0.42 GPU-hours used`` without a budget."""
+    used = float(study.get("gpu_hours_used") or 0.0)
+    budget = study.get("max_gpu_hours")
+    return f"{used:.3g}{f' of {budget:g}' if budget else ''} GPU-hours used"
 
 
 def _best_line(study: dict[str, Any], best: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -113,6 +114,8 @@ study_specs = Table(
     # The asha budget of resource units over all trials, and whether a hand-out found it spent.
     Column("max_resource_total", Integer, nullable=True),
     Column("resource_spent", Boolean, nullable=False, server_default=false()),
+    # The budget of GPU-hours over all attempts (service.usage.gpu_time).
+    Column("max_gpu_hours", Float, nullable=True),
     Column("last_handout_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
@@ -120,6 +123,7 @@ study_specs = Table(
     UniqueConstraint("team_id", "name"),
     CheckConstraint("n_started >= 0", name="n_started"),
     CheckConstraint("max_resource_total >= 1", name="max_resource_total"),
+    CheckConstraint("max_gpu_hours > 0", name="max_gpu_hours"),
     Index("ix_hpo_studies_state_task_name", "state", "task_name"),
 )
 
@@ -174,6 +178,39 @@ trial_leases = Table(
         "ix_hpo_trials_study_id_paused",
         "study_id",
         postgresql_where=text("paused_step IS NOT NULL"),
+    ),
+)
+
+# One row per lease of a trial: the device it ran on and its wall time (service.usage).
+trial_attempts = Table(
+    "hpo_trial_attempts",
+    metadata,
+    Column("attempt_id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "trial_id",
+        Integer,
+        ForeignKey("hpo_trials.trial_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "study_id",
+        Integer,
+        ForeignKey("hpo_studies.study_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("device", String(64), nullable=True),
+    Column("gpus", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(16), nullable=True),
+    CheckConstraint("gpus >= 0", name="gpus"),
+    CheckConstraint("ended_at >= started_at", name="ended_after_start"),
+    Index("ix_hpo_trial_attempts_study_id", "study_id", "started_at"),
+    Index("ix_hpo_trial_attempts_started_at", "started_at"),
+    Index(
+        "ix_hpo_trial_attempts_trial_id_open",
+        "trial_id",
+        postgresql_where=text("ended_at IS NULL"),
     ),
 )
 

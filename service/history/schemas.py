@@ -28,6 +28,10 @@ class StudySummaryOut(BaseModel):
     metric_names: list[str] | None
     trial_counts: TrialCounts
     max_trials: int | None
+    max_gpu_hours: float | None = None
+    gpu_hours_used: float = Field(
+        default=0.0, description="GPU-hours used (attempts on GPU devices, running ones to now)"
+    )
     best_value: float | None = Field(
         description="single objective: the best complete trial's value (null when none)"
     )

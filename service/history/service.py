@@ -328,6 +328,8 @@ def _summary(
         metric_names=row.metric_names,
         trial_counts=TrialCounts(**row.counts),
         max_trials=row.max_trials,
+        max_gpu_hours=row.max_gpu_hours,
+        gpu_hours_used=row.gpu_seconds / 3600.0,
         best_value=_finite(activity.best_value) if activity.best_value is not None else None,
         best_trial_number=activity.best_number,
         pareto_front_size=front_size,

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 from service.db.prepared import Statement
 from service.errors import NotFound
 from service.states import OptunaTrialState, StoredStudyState
+from service.usage.gpu_time import gpu_spent_sql
 
 CURRENT_XID = "(pg_current_xact_id()::text)::bigint"
 
@@ -26,11 +27,12 @@ _LOCK_STUDY = Statement(
 ASK_LOCK_NAMESPACE = 0x6870  # "hp"
 
 _STUDY_STATE = text(
-    """
+    f"""
     SELECT s.state, s.max_trials, s.max_parallel, s.n_started, s.lease_seconds,
-           s.max_resource_total, s.resource_spent,
+           s.max_resource_total, s.resource_spent, s.max_gpu_hours,
+           {gpu_spent_sql("s")} AS gpu_spent,
            (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS xmin,
-           (SELECT coalesce(json_object_agg(a.key, a.value_json), '{}')
+           (SELECT coalesce(json_object_agg(a.key, a.value_json), '{{}}')
               FROM study_system_attributes a WHERE a.study_id = s.study_id) AS system_attrs
       FROM hpo_studies s
      WHERE s.study_id = :study_id
@@ -89,7 +91,8 @@ class ChangedTrial(TypedDict):
 _STATE_AND_CHANGES = Statement(
     f"""
     SELECT s.state, s.max_trials, s.max_parallel, s.n_started, s.lease_seconds,
-           s.max_resource_total, s.resource_spent,
+           s.max_resource_total, s.resource_spent, s.max_gpu_hours,
+           {gpu_spent_sql("s")} AS gpu_spent,
            (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS xmin,
            (SELECT coalesce(json_object_agg(a.key, a.value_json), '{{}}')
               FROM study_system_attributes a WHERE a.study_id = s.study_id) AS system_attrs,
@@ -113,6 +116,8 @@ class StudyState:
     system_attrs: dict[str, str]
     max_resource_total: int | None = None  # the asha resource budget (units over all trials)
     resource_spent: bool = False
+    max_gpu_hours: float | None = None  # the GPU-hour budget (service.usage.gpu_time)
+    gpu_spent: bool = False  # that budget used, running attempts counted up to now
 
 
 def lock_study_for_ask(conn: Connection, study_id: int) -> None:

@@ -143,6 +143,9 @@ class StudyView:
         self._points: set[tuple[tuple[str, Any], ...]] = set()
         # Names of parameters some trial holds that the space does not declare (define-by-run).
         self.undeclared: set[str] = set()
+        # Whether the study had a max_gpu_hours when this process last read it under the ask
+        # lock (then complete and release settle it: service.trials.service.settle).
+        self.gpu_budget = False
 
     @property
     def study_id(self) -> int:
@@ -197,10 +200,13 @@ class StudyView:
         needs no ``max_trials`` budget: the trial was counted when it first started. With
         ``max_resource_total`` (``asha``), a promotion, an enqueued trial's first start or a new
         trial is handed out only if the units it is granted fit in what is left (a retry keeps
-        its grant, counted already).
+        its grant, counted already). Nothing either, not even a promotion or a retry, once the
+        study's ``max_gpu_hours`` is used (``state.gpu_spent``, read under the ask lock).
         """
         if state.state in ("paused", "stopped"):
             return NoHandout(state.state)
+        if state.gpu_spent:
+            return NoHandout("budget_spent")
         if state.max_parallel is not None and len(self.leased) >= state.max_parallel:
             return NoHandout("max_parallel")
         left = self.resource_left(state)

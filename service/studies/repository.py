@@ -23,6 +23,7 @@ from service.states import (
     TrialStateName,
 )
 from service.trials.repository import event
+from service.usage.gpu_time import study_gpu_seconds_sql
 
 METRIC_NAMES_KEY = "study:metric_names"  # where Optuna keeps metric names (a study system attr)
 
@@ -51,6 +52,8 @@ class StudyRow:
     counts: dict[TrialStateName, int]
     last_activity_at: dt.datetime | None = None
     max_resource_total: int | None = None
+    max_gpu_hours: float | None = None
+    gpu_seconds: float = 0.0  # GPU time used, running attempts up to now (service.usage)
     # Why the server paused the study by itself (None when a user set the state).
     state_reason: str | None = None
 
@@ -80,10 +83,11 @@ _INSERT = text(
           FROM st, unnest(CAST(:sa_keys AS text[]), CAST(:sa_values AS text[])) AS x(key, value)
     ), h AS (
         INSERT INTO hpo_studies (study_id, team_id, name, state, spec, task_name, max_trials,
-                                 max_parallel, max_retries, lease_seconds, max_resource_total)
+                                 max_parallel, max_retries, lease_seconds, max_resource_total,
+                                 max_gpu_hours)
         SELECT st.study_id, tm.team_id, :name, 'running', CAST(:spec AS json), :task_name,
                :max_trials, :max_parallel, :max_retries, :lease_seconds,
-               CAST(:max_resource_total AS int)
+               CAST(:max_resource_total AS int), CAST(:max_gpu_hours AS float8)
           FROM st, tm
         RETURNING study_id
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(st.study_id AS text)) FROM st),
@@ -117,6 +121,7 @@ def insert_study(
     max_retries: int,
     lease_seconds: int,
     max_resource_total: int | None = None,
+    max_gpu_hours: float | None = None,
 ) -> int:
     """Create the study of team ``team_id`` (the default team for None) in Optuna's tables
     (named ``<team>/<name>``, or ``<name>`` in the default team) and ours; IntegrityError on a
@@ -139,6 +144,7 @@ def insert_study(
             "max_retries": max_retries,
             "lease_seconds": lease_seconds,
             "max_resource_total": max_resource_total,
+            "max_gpu_hours": max_gpu_hours,
         },
     ).one()
     return int(row.study_id)
@@ -148,7 +154,8 @@ _SELECT = f"""
     SELECT st.study_id, s.name, st.study_name AS optuna_name, tm.name AS team, s.team_id,
            s.state, s.state_reason, s.spec,
            s.max_trials, s.max_parallel, s.max_retries, s.lease_seconds, s.n_started,
-           s.max_resource_total, s.resource_spent, s.created_at, s.updated_at,
+           s.max_resource_total, s.resource_spent, s.max_gpu_hours, s.created_at, s.updated_at,
+           {study_gpu_seconds_sql("st.study_id")} AS gpu_seconds,
            (SELECT array_agg(lower(d.direction::text) ORDER BY d.objective)
               FROM study_directions d WHERE d.study_id = st.study_id) AS directions,
            (SELECT a.value_json FROM study_system_attributes a
@@ -219,6 +226,8 @@ def _to_row(m: RowMapping) -> StudyRow:
         counts=counts,
         state_reason=m["state_reason"],
         max_resource_total=m["max_resource_total"],
+        max_gpu_hours=m["max_gpu_hours"],
+        gpu_seconds=float(m["gpu_seconds"] or 0.0),
     )
 
 
@@ -274,10 +283,13 @@ _UPDATE = text(
                max_resource_total = CASE WHEN :set_max_resource_total
                                          THEN CAST(:max_resource_total AS int)
                                          ELSE max_resource_total END,
-               resource_spent = resource_spent AND NOT :set_max_resource_total,
+               max_gpu_hours = CASE WHEN :set_max_gpu_hours
+                                    THEN CAST(:max_gpu_hours AS float8) ELSE max_gpu_hours END,
+               resource_spent = resource_spent AND NOT :set_max_resource_total
+                                AND NOT :set_max_gpu_hours,
                updated_at = now()
          WHERE study_id = :study_id
-        RETURNING study_id, state, max_trials, max_parallel, max_resource_total
+        RETURNING study_id, state, max_trials, max_parallel, max_resource_total, max_gpu_hours
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(s.study_id AS text)) FROM s),
     {
         event(
@@ -287,7 +299,8 @@ _UPDATE = text(
             "s.study_id",
             "NULL",
             "jsonb_build_object('state', s.state, 'max_trials', s.max_trials,"
-            " 'max_parallel', s.max_parallel, 'max_resource_total', s.max_resource_total)",
+            " 'max_parallel', s.max_parallel, 'max_resource_total', s.max_resource_total,"
+            " 'max_gpu_hours', s.max_gpu_hours)",
         )
     }
     SELECT s.study_id, (SELECT count(*) FROM n) FROM s
@@ -303,9 +316,11 @@ def update_study(
     max_trials: tuple[int | None] | None,
     max_parallel: tuple[int | None] | None,
     max_resource_total: tuple[int | None] | None = None,
+    max_gpu_hours: tuple[float | None] | None = None,
 ) -> bool:
     """Change the stored state and budgets (a 1-tuple sets a field, even to None; a new
-    ``max_resource_total`` clears ``resource_spent``); False if there is no such study."""
+    ``max_resource_total`` or ``max_gpu_hours`` clears ``resource_spent``); False if there is
+    no such study."""
     result = conn.execute(
         _UPDATE,
         {
@@ -317,6 +332,8 @@ def update_study(
             "max_parallel": max_parallel[0] if max_parallel else None,
             "set_max_resource_total": max_resource_total is not None,
             "max_resource_total": max_resource_total[0] if max_resource_total else None,
+            "set_max_gpu_hours": max_gpu_hours is not None,
+            "max_gpu_hours": max_gpu_hours[0] if max_gpu_hours else None,
         },
     ).one_or_none()
     return result is not None
@@ -374,7 +391,8 @@ def pause_if_all_failed(conn: Connection, study_id: int, n: int) -> str | None:
 
 def mark_resource_spent(conn: Connection, study_id: int) -> None:
     """The asha hand-out found the study's ``max_resource_total`` spent with nothing left to
-    run (the caller holds the study's ask lock): the study is completed once nothing is active."""
+    run, or its ``max_gpu_hours`` used (the caller holds the study's ask lock): the study is
+    completed once nothing is active."""
     conn.execute(
         text("UPDATE hpo_studies SET resource_spent = true WHERE study_id = :id"), {"id": study_id}
     )

@@ -30,6 +30,12 @@ MAX_METADATA_KEYS = 100
 MAX_METADATA_BYTES = 64 * 1024
 MAX_BUDGET = 10_000_000
 MAX_RESOURCE_TOTAL = 2**31 - 1  # hpo_studies.max_resource_total
+MAX_GPU_HOURS = 1e9
+_GPU_HOURS_DESCRIPTION = (
+    "GPU-hours (GPUs x wall time of every attempt, failed and paused ones included, running"
+    " ones up to now) the study may use; once used, nothing more is handed out, running trials"
+    " are told to stop (should_stop), and the study completes"
+)
 MAX_PARALLEL = 100_000
 MAX_RETRIES = 100
 MAX_LEASE_SECONDS = 7 * 24 * 3600
@@ -139,6 +145,13 @@ class StudyCreate(BaseModel):
         description="with the asha pruner: resource units (reported steps) summed over all"
         " trials, never exceeded",
     )
+    max_gpu_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_GPU_HOURS,
+        allow_inf_nan=False,
+        description=_GPU_HOURS_DESCRIPTION,
+    )
     max_retries: int = Field(default=2, ge=0, le=MAX_RETRIES)
     lease_seconds: int = Field(default=120, ge=1, le=MAX_LEASE_SECONDS)
     metadata: Metadata = Field(default_factory=dict)
@@ -197,6 +210,13 @@ class StudyPatch(BaseModel):
     max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
     max_resource_total: int | None = Field(default=None, ge=1, le=MAX_RESOURCE_TOTAL)
+    max_gpu_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_GPU_HOURS,
+        allow_inf_nan=False,
+        description=_GPU_HOURS_DESCRIPTION,
+    )
     metadata: Metadata | None = None
 
 
@@ -260,6 +280,12 @@ class StudyOut(BaseModel):
     max_trials: int | None
     max_parallel: int | None
     max_resource_total: int | None = None
+    max_gpu_hours: float | None = None
+    gpu_hours_used: float = Field(
+        default=0.0,
+        description="GPU-hours used so far: GPUs x wall time of every attempt on a GPU device"
+        " (ended ones, and running ones up to now)",
+    )
     max_retries: int
     lease_seconds: int
     metadata: dict[str, Any]

@@ -205,6 +205,7 @@ def _store(
         max_retries=body.max_retries,
         lease_seconds=body.lease_seconds,
         max_resource_total=body.max_resource_total,
+        max_gpu_hours=body.max_gpu_hours,
     )
     fork = None if body.from_ is None else _fork(conn, study_id, body, body.from_, team_id)
     row = repo.get_study(conn, study_id)
@@ -296,6 +297,7 @@ def _update(conn: Connection, study_id: int, patch: StudyPatch) -> repo.StudyRow
         max_resource_total=(
             (patch.max_resource_total,) if "max_resource_total" in fields else None
         ),
+        max_gpu_hours=(patch.max_gpu_hours,) if "max_gpu_hours" in fields else None,
     )
     if not found:
         raise NotFound(f"study {study_id} does not exist")
@@ -324,6 +326,8 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
         max_trials=row.max_trials,
         max_parallel=row.max_parallel,
         max_resource_total=row.max_resource_total,
+        max_gpu_hours=row.max_gpu_hours,
+        gpu_hours_used=row.gpu_seconds / 3600.0,
         max_retries=row.max_retries,
         lease_seconds=row.lease_seconds,
         metadata=row.metadata,

@@ -22,7 +22,7 @@ from service.api.errors import error_responses
 from service.api.params import Cursor, StudyId, TrialId
 from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from service.states import TrialStateName
-from service.trials.handout import Batch, HandOut
+from service.trials.handout import NO_DEVICE, Batch, Device, HandOut
 from service.trials.leases import Finish
 from service.trials.schemas import (
     AskIn,
@@ -83,9 +83,11 @@ def ask(
     against ``max_parallel`` and the budget, idempotent as a whole.
     """
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
+    device = Device.of(body.device, body.gpus)
     if body.count is not None:
-        return _handout_response(trials.ask_many(study_id, body.worker_id, body.count, idem))
-    return _handout_response(trials.ask(study_id, body.worker_id, idem))
+        batch = trials.ask_many(study_id, body.worker_id, body.count, idem, device)
+        return _handout_response(batch)
+    return _handout_response(trials.ask(study_id, body.worker_id, idem, device))
 
 
 @router.post(
@@ -108,7 +110,14 @@ async def claim(
     at least one.
     """
     idem = idempotency_key(request, caller, key, body.model_dump(mode="json"))
-    wanted = Claim(body.worker_id, body.study_ids, body.tasks, body.wait_seconds, body.count)
+    wanted = Claim(
+        body.worker_id,
+        body.study_ids,
+        body.tasks,
+        body.wait_seconds,
+        body.count,
+        Device.of(body.device, body.gpus),
+    )
     result = await trials.claim(wanted, idem, team_id=caller.team_id, gone=request.is_disconnected)
     return _handout_response(result)
 
@@ -158,7 +167,8 @@ def complete(trial_id: TrialId, body: CompleteIn, trials: TrialsDep, _: TrialRun
     """
     finish = Finish(body.state, body.values, body.reason, body.user_attrs, body.constraints)
     next_for = None if body.next is None else body.next.worker_id
-    done = trials.complete(trial_id, body.lease_token, finish, next_for)
+    device = NO_DEVICE if body.next is None else Device.of(body.next.device, body.next.gpus)
+    done = trials.complete(trial_id, body.lease_token, finish, next_for, device)
     out = CompleteOut(**done.trial.model_dump())
     if done.following is not None:
         out.next_trial, out.no_trial_reason = done.following.trial, done.following.reason

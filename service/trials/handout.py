@@ -4,7 +4,9 @@ A hand-out is decided on the study's in-memory view (``service.sampling``), refr
 same round trip that takes the study's ask lock: a paused trial the ``asha`` pruner promotes
 first (``service.sampling.asha``), then a queued trial (a retry, or one a user enqueued), else
 a newly sampled one, unless the study is paused or stopped, at
-``max_parallel``, or out of budget. With an ``Idempotency-Key`` the answer is stored in the same
+``max_parallel``, or out of budget (trials, asha's resource units, or GPU-hours: see
+``service.usage``). Every lease starts an attempt on the device the worker said
+(:class:`Device`). With an ``Idempotency-Key`` the answer is stored in the same
 transaction, so a retried request gets the same trial instead of a second one.
 
 :class:`~service.trials.service.TrialService` owns the transactions and the view locks; nothing
@@ -80,6 +82,27 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Device:
+    """The device a worker runs an attempt on, as it said in its claim or ask: ``name`` (e.g.
+    ``cuda:0``, ``cpu``; None when it said nothing) and the GPUs it holds, whose wall time
+    counts against ``max_gpu_hours``."""
+
+    name: str | None = None
+    gpus: int = 0
+
+    @classmethod
+    def of(cls, name: str | None, gpus: int | None) -> Device:
+        """``gpus`` as given, else one for a ``cuda`` device (one worker slot is one GPU) and
+        none for anything else (a CPU, or a device not said)."""
+        if gpus is None:
+            gpus = 1 if name is not None and name.split(":")[0] == "cuda" else 0
+        return cls(name, gpus)
+
+
+NO_DEVICE = Device()
+
+
+@dataclass(frozen=True)
 class _Leased:
     trial_id: int
     number: int
@@ -104,26 +127,28 @@ class Handouts:
         *,
         savepoint: str | None = None,
         touch: bool = True,
+        device: Device = NO_DEVICE,
     ) -> LeasedTrialOut:
         """Lease the study's next trial to ``worker_id`` on ``conn``; raises :class:`NoTrial`,
         or ``NotFound`` for a deleted study. With ``savepoint``, that savepoint is set first
         (in the same round trip as the ask lock). ``touch=False``: the caller recorded the
-        worker already."""
+        worker already. The attempt starts on ``device``."""
         study_id = view.study_id
         token = secrets.token_urlsafe(24)
         state, changed = view_repo.lock_and_read(conn, study_id, view.cursor, savepoint=savepoint)
         view.storage.replace_system_attrs(decode_attrs(state.system_attrs))
         view.apply_changes(changed, state.xmin)
+        view.gpu_budget = state.max_gpu_hours is not None
         handout = view.next_handout(state)
         if isinstance(handout, NoHandout):
             raise NoTrial(handout.reason)
         view.dirty = True
         if handout.kind == "new":
-            leased = _lease_new(conn, view, handout, state, token, worker_id)
+            leased = _lease_new(conn, view, handout, state, token, worker_id, device)
         elif handout.kind == "promoted":
-            leased = _lease_promoted(conn, view, handout, state, token, worker_id)
+            leased = _lease_promoted(conn, view, handout, state, token, worker_id, device)
         else:
-            leased = _lease_queued(conn, view, handout, state, token, worker_id)
+            leased = _lease_queued(conn, view, handout, state, token, worker_id, device)
         if touch:
             self.touch_worker(conn, worker_id, None, study_id=study_id)
         out = LeasedTrialOut(
@@ -154,6 +179,7 @@ class Handouts:
         count: int,
         *,
         touch: bool = True,
+        device: Device = NO_DEVICE,
     ) -> Batch:
         """Lease up to ``count`` trials of the study, one after the other on ``conn``: each
         hand-out re-reads the study under its ask lock, so it counts the ones before it against
@@ -162,7 +188,10 @@ class Handouts:
         leased: list[LeasedTrialOut] = []
         for i in range(count):
             try:
-                leased.append(self.hand_out(conn, view, worker_id, None, touch=touch and i == 0))
+                first = touch and i == 0
+                leased.append(
+                    self.hand_out(conn, view, worker_id, None, touch=first, device=device)
+                )
             except NoTrial as none:
                 return Batch(leased, none.reason)
         return Batch(leased)
@@ -195,6 +224,7 @@ def _lease_new(
     state: view_repo.StudyState,
     token: str,
     worker_id: str,
+    device: Device,
 ) -> _Leased:
     sampled = view.sample()
     new = repo.insert_leased_trial(
@@ -208,6 +238,8 @@ def _lease_new(
         worker_id=worker_id,
         lease_seconds=state.lease_seconds,
         granted=handout.granted,
+        device=device.name,
+        gpus=device.gpus,
     )
     repo.upsert_trial_attrs(
         conn, new.trial_id, sampled.journal.trial_user_attrs.pop(PROVISIONAL, {})
@@ -223,6 +255,7 @@ def _lease_queued(
     state: view_repo.StudyState,
     token: str,
     worker_id: str,
+    device: Device,
 ) -> _Leased:
     """A retry keeps its parameters; a user's enqueued trial gets the missing ones sampled
     (its ``fixed_params`` are kept, as Optuna's ``enqueue_trial`` does)."""
@@ -248,6 +281,8 @@ def _lease_queued(
         worker_id=worker_id,
         lease_seconds=state.lease_seconds,
         granted=handout.granted,
+        device=device.name,
+        gpus=device.gpus,
     )
     assert queued is not None, "the ask lock guarantees the queued trial is still queued"
     if journal is not None:
@@ -263,6 +298,7 @@ def _lease_promoted(
     state: view_repo.StudyState,
     token: str,
     worker_id: str,
+    device: Device,
 ) -> _Leased:
     """A paused trial promoted (``asha``): the same trial, its parameters and attempt kept."""
     assert handout.trial_id is not None and handout.resume_from_step is not None
@@ -276,6 +312,8 @@ def _lease_promoted(
         token=token,
         worker_id=worker_id,
         lease_seconds=state.lease_seconds,
+        device=device.name,
+        gpus=device.gpus,
     )
     assert promoted is not None, "the ask lock guarantees the paused trial is still paused"
     params = dict(view.storage.get_trial(handout.trial_id).params)

@@ -23,6 +23,8 @@ MAX_USER_ATTRS = 100
 MAX_USER_ATTRS_BYTES = 64 * 1024
 MAX_REASON_LENGTH = 2000
 MAX_STEP = 2**31 - 1  # trial_intermediate_values.step
+MAX_DEVICE_LENGTH = 64  # hpo_trial_attempts.device
+MAX_GPUS = 64
 
 WorkerId = Annotated[
     str, Field(min_length=1, max_length=MAX_WORKER_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -41,6 +43,43 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+DeviceName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_DEVICE_LENGTH,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]*(:[0-9]+)?$",
+        description="the device the trial will run on, as PyTorch names it ('cuda:0', 'cpu');"
+        " a 'cuda' device counts one GPU against the study's max_gpu_hours unless 'gpus' says"
+        " otherwise; nothing said: no GPU time is counted",
+    ),
+]
+GpuCount = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_GPUS,
+        description="the GPUs the trial holds (default: 1 for a 'cuda' device, else 0)",
+    ),
+]
+
+
+class _OnDevice(_In):
+    """A hand-out request that may say what the trial will run on."""
+
+    device: DeviceName | None = None
+    gpus: GpuCount | None = None
+
+    @model_validator(mode="after")
+    def _gpus_need_a_device(self) -> _OnDevice:
+        if self.gpus and self.device is None:
+            raise ValueError("'gpus' needs 'device' (the device that holds them)")
+        if self.gpus and self.device is not None and self.device.split(":")[0] == "cpu":
+            raise ValueError("a 'cpu' device holds no GPUs: drop 'gpus' or name the GPU device")
+        return self
+
+
 MAX_BATCH = 64
 _COUNT_DESCRIPTION = (
     "lease up to this many trials in one request (each with its own lease); the answer is then"
@@ -51,7 +90,7 @@ _COUNT_DESCRIPTION = (
 BatchCount = Annotated[int, Field(strict=True, ge=1, le=MAX_BATCH, description=_COUNT_DESCRIPTION)]
 
 
-class NextIn(_In):
+class NextIn(_OnDevice):
     worker_id: WorkerId
 
 
@@ -59,7 +98,7 @@ class AskIn(NextIn):
     count: BatchCount | None = None
 
 
-class ClaimIn(_In):
+class ClaimIn(_OnDevice):
     worker_id: WorkerId
     count: BatchCount | None = None
     study_ids: list[ResourceId] | None = Field(default=None, max_length=MAX_CLAIM_STUDIES)

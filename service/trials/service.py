@@ -23,6 +23,12 @@ Contracts:
   paused trials that nothing more can happen to (budget spent, nothing leased, none promotable)
   are finished as pruned by :meth:`TrialService.settle`, run after every complete and release
   and by a hand-out that finds the budget spent (each under the ask lock, so processes agree).
+* GPU-hours (``max_gpu_hours``, ``service.usage``): each lease is an attempt on the device the
+  worker said (:class:`~service.trials.handout.Device`). Once the study's GPU time (ended
+  attempts plus running ones up to now) reaches its budget, read under the ask lock, nothing is
+  handed out or promoted, heartbeats and reports answer ``should_stop``, and
+  :meth:`TrialService.settle` finishes every trial that waits without a lease (released,
+  queued, paused) as pruned at its last value, so the study completes.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from service.sampling.view import StudyView
 from service.spec import check_params
 from service.studies import repository as study_repo
 from service.trials import repository as repo
-from service.trials.handout import Batch, HandOut, Handouts, NoTrial, next_key
+from service.trials.handout import NO_DEVICE, Batch, Device, HandOut, Handouts, NoTrial, next_key
 from service.trials.index import TrialStudyIndex
 from service.trials.leases import Finish, check_replay, raise_for_lease
 from service.trials.read_model import to_trial_out
@@ -80,6 +86,7 @@ class Claim:
     tasks: Sequence[str] | None = None
     wait_seconds: float = 0.0
     count: int | None = None  # a batch: up to this many trials in one answer
+    device: Device = NO_DEVICE  # what the trials will run on (every slot of a worker alike)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Renewal:
-    """The answer to a heartbeat: the lease's new expiry; stop if the study was stopped."""
+    """The answer to a heartbeat: the lease's new expiry; stop if the study was stopped or its
+    GPU-hour budget is used."""
 
     expires_at: dt.datetime
     should_stop: bool
@@ -132,21 +140,33 @@ class TrialService:
 
     # ---- hand-outs ----
 
-    def ask(self, study_id: int, worker_id: str, idem: IdempotencyKey | None = None) -> HandOut:
-        """Lease the study's next trial to ``worker_id``, or say why there is none now."""
+    def ask(
+        self,
+        study_id: int,
+        worker_id: str,
+        idem: IdempotencyKey | None = None,
+        device: Device = NO_DEVICE,
+    ) -> HandOut:
+        """Lease the study's next trial to ``worker_id`` (to run on ``device``), or say why
+        there is none now."""
         return self._idempotent(
-            idem, idem, lambda: self._ask(study_id, worker_id, idem), HandOut.stored
+            idem, idem, lambda: self._ask(study_id, worker_id, idem, device), HandOut.stored
         )
 
     def ask_many(
-        self, study_id: int, worker_id: str, count: int, idem: IdempotencyKey | None = None
+        self,
+        study_id: int,
+        worker_id: str,
+        count: int,
+        idem: IdempotencyKey | None = None,
+        device: Device = NO_DEVICE,
     ) -> Batch:
         """Lease up to ``count`` trials of the study to ``worker_id`` in one transaction:
         atomic against ``max_parallel`` and the budget, idempotent as a whole."""
 
         def work() -> Batch:
             with self._views.locked(study_id) as view, self._uow.begin() as conn:
-                batch = self._handouts.hand_out_many(conn, view, worker_id, count)
+                batch = self._handouts.hand_out_many(conn, view, worker_id, count, device=device)
                 if idem is not None and batch.found:
                     idempotency.record(conn, idem, 200, batch.body().model_dump(mode="json"))
             for trial in batch.trials:
@@ -218,7 +238,8 @@ class TrialService:
             if renewed is None:
                 raise_for_lease(conn, trial_id, token)
             assert renewed is not None
-            return Renewal(renewed.expires_at, renewed.study_state == "stopped")
+            stop = renewed.study_state == "stopped" or renewed.gpu_spent
+            return Renewal(renewed.expires_at, stop)
 
         return self._uow.transaction(work)
 
@@ -248,6 +269,7 @@ class TrialService:
                         raise_for_lease(conn, trial_id, token)
                     assert reported is not None
                     view.dirty = True
+                    view.gpu_budget = view.gpu_budget or reported.gpu_spent
                     view.apply_changes(reported.changed, reported.horizon)
                     if reported.inserted:
                         view.add_intermediate_value(trial_id, step, value)
@@ -260,7 +282,8 @@ class TrialService:
                         repo.mark_paused(conn, trial_id, token, step)
                     elif grant is not None:
                         repo.grant_resource(conn, trial_id, token, grant)
-            return Decision(prune, reported.study_state == "stopped", pause)
+            stop = reported.study_state == "stopped" or reported.gpu_spent
+            return Decision(prune, stop, pause)
 
         return self._uow.run(work)
 
@@ -276,10 +299,15 @@ class TrialService:
         self._uow.transaction(work)
 
     def complete(
-        self, trial_id: int, token: str, finish: Finish, next_for: str | None = None
+        self,
+        trial_id: int,
+        token: str,
+        finish: Finish,
+        next_for: str | None = None,
+        next_device: Device = NO_DEVICE,
     ) -> Completed:
         """Finish the trial. With ``next_for`` (a worker id), also lease the study's next trial
-        to that worker in the same transaction (one commit for both).
+        to that worker in the same transaction (one commit for both), to run on ``next_device``.
 
         Repeating the call with the same token returns the same finished trial (and the same
         next trial). If the hand-out of the next trial fails, the finish still commits and the
@@ -295,7 +323,9 @@ class TrialService:
             self.settle(study_id)
             return done
         both = self._uow.run(
-            lambda: self._finish_and_hand_out(study_id, trial_id, token, finish, next_for)
+            lambda: self._finish_and_hand_out(
+                study_id, trial_id, token, finish, next_for, next_device
+            )
         )
         if both is not None:
             self.settle(study_id)
@@ -305,7 +335,7 @@ class TrialService:
         idem = next_key(study_id, token, next_for)
         lookup = idem if replayed else None
         following = self._idempotent(
-            lookup, idem, lambda: self._ask(study_id, next_for, idem), HandOut.stored
+            lookup, idem, lambda: self._ask(study_id, next_for, idem, next_device), HandOut.stored
         )
         return Completed(finished, following)
 
@@ -313,28 +343,34 @@ class TrialService:
         """Hand the lease back: the trial waits in the queue again, no retry used up (or, told
         to pause by ``asha``, it is paused)."""
 
-        def work(conn: Connection) -> int | None:
-            study_id = repo.release(conn, trial_id, token)
-            if study_id is None:
+        def work(conn: Connection) -> repo.Released | None:
+            released = repo.release(conn, trial_id, token)
+            if released is None:
                 raise_for_lease(conn, trial_id, token)
-            return study_id
+            return released
 
-        study_id = self._uow.transaction(work)
-        if study_id is not None:
-            self.settle(study_id)
+        released = self._uow.transaction(work)
+        if released is not None:
+            self.settle(released.study_id, check=released.gpu_budget)
 
-    def settle(self, study_id: int) -> list[int]:
+    def settle(self, study_id: int, *, check: bool = False) -> list[int]:
         """Finish as pruned, at their last value, the study's paused trials nothing more can
         happen to (``StudyView.leftover_paused``), so the study ends; their ids. When its
         ``max_resource_total`` is what ended it, mark it spent (the study is then completed).
-        Under the view and ask locks on a refreshed view, in its own transaction. Nothing for
-        other pruners."""
+        Once its ``max_gpu_hours`` is used, every trial that waits without a lease is finished
+        so (``repository.finish_waiting``) and the study is marked spent. Under the view and ask
+        locks on a refreshed view, in its own transaction. Nothing for other studies (neither
+        asha nor a GPU budget known to this process), unless ``check`` (the caller saw a GPU
+        budget, or cannot tell: the reaper)."""
 
         def work() -> list[int]:
             with self._views.locked(study_id) as view, self._uow.begin() as conn:
                 state, changed = view_repo.lock_and_read(conn, study_id, view.cursor)
                 view.apply_changes(changed, state.xmin)
-                if not view.budget_finished(state):
+                view.gpu_budget = state.max_gpu_hours is not None
+                if state.gpu_spent and state.state == "running":
+                    return self._settle_gpu(conn, view, state)
+                if view.schedule is None or not view.budget_finished(state):
                     return []
                 trials_left = state.max_trials is None or state.n_started < state.max_trials
                 if trials_left and not state.resource_spent:
@@ -346,31 +382,54 @@ class TrialService:
                 return repo.finish_paused(conn, study_id, leftover)
 
         try:
-            if self._views.get(study_id).schedule is None:
+            view = self._views.get(study_id)
+            if view.schedule is None and not view.gpu_budget and not check:
                 return []
             return self._uow.run(work)
         except NotFound:  # deleted meanwhile
             return []
 
+    def _settle_gpu(
+        self, conn: Connection, view: StudyView, state: view_repo.StudyState
+    ) -> list[int]:
+        """The GPU-hour budget is used: mark the study spent (claims pass it by; it completes
+        once nothing runs) and finish its waiting trials; running ones were told to stop."""
+        if not state.resource_spent:
+            study_repo.mark_resource_spent(conn, view.study_id)
+        finished = repo.finish_waiting(conn, view.study_id)
+        if finished:
+            view.dirty = True
+        return finished
+
     # ---- internals ----
 
-    def _ask(self, study_id: int, worker_id: str, idem: IdempotencyKey | None) -> HandOut:
+    def _ask(
+        self, study_id: int, worker_id: str, idem: IdempotencyKey | None, device: Device
+    ) -> HandOut:
         """One hand-out of the study in its own transaction (retried on an abort)."""
 
         def work() -> HandOut:
             try:
-                return HandOut(self._hand_out(study_id, worker_id, idem))
+                return HandOut(self._hand_out(study_id, worker_id, idem, device=device))
             except NoTrial as none:
                 return HandOut(None, none.reason)
 
         return self._uow.run(work)
 
     def _hand_out(
-        self, study_id: int, worker_id: str, idem: IdempotencyKey | None, *, touch: bool = True
+        self,
+        study_id: int,
+        worker_id: str,
+        idem: IdempotencyKey | None,
+        *,
+        touch: bool = True,
+        device: Device = NO_DEVICE,
     ) -> LeasedTrialOut:
         try:
             with self._views.locked(study_id) as view, self._uow.begin() as conn:
-                out = self._handouts.hand_out(conn, view, worker_id, idem, touch=touch)
+                out = self._handouts.hand_out(
+                    conn, view, worker_id, idem, touch=touch, device=device
+                )
         except NoTrial as none:
             if none.reason == "budget_spent":
                 self.settle(study_id)
@@ -421,7 +480,7 @@ class TrialService:
                 if first is None:
                     return Batch([])
                 with self._uow.begin() as conn:
-                    batch = self._spread(conn, held, first, study_ids, claim.worker_id, count)
+                    batch = self._spread(conn, held, first, study_ids, claim, count)
                     if idem is not None and batch.found:
                         body = batch.body().model_dump(mode="json")
                         idempotency.record(conn, idem, 200, body)
@@ -437,7 +496,7 @@ class TrialService:
         held: contextlib.ExitStack,
         first: StudyView,
         study_ids: Sequence[int],
-        worker_id: str,
+        claim: Claim,
         count: int,
     ) -> Batch:
         leased: list[LeasedTrialOut] = []
@@ -450,13 +509,13 @@ class TrialService:
                 view = held.enter_context(self._views.try_locked(study_id))
                 if view is None or not view_repo.try_lock_study_for_ask(conn, study_id):
                     continue
-            got = self._take(conn, view, worker_id, 1)
+            got = self._take(conn, view, claim, 1)
             if got:
                 leased.extend(got)
                 giving.append(view)
         while len(leased) < count and giving:
             for view in list(giving):
-                got = self._take(conn, view, worker_id, 1)
+                got = self._take(conn, view, claim, 1)
                 if not got:
                     giving.remove(view)
                 leased.extend(got)
@@ -465,11 +524,13 @@ class TrialService:
         return Batch(leased)
 
     def _take(
-        self, conn: Connection, view: StudyView, worker_id: str, count: int
+        self, conn: Connection, view: StudyView, claim: Claim, count: int
     ) -> list[LeasedTrialOut]:
         """Up to ``count`` trials of a locked study; none when it has none or was deleted."""
         try:
-            return self._handouts.hand_out_many(conn, view, worker_id, count, touch=False).trials
+            return self._handouts.hand_out_many(
+                conn, view, claim.worker_id, count, touch=False, device=claim.device
+            ).trials
         except NotFound:
             return []
 
@@ -480,7 +541,12 @@ class TrialService:
             try:
                 # The worker was recorded (for its team) with the candidate query.
                 hand_out = functools.partial(
-                    self._hand_out, study_id, claim.worker_id, idem, touch=False
+                    self._hand_out,
+                    study_id,
+                    claim.worker_id,
+                    idem,
+                    touch=False,
+                    device=claim.device,
                 )
                 leased = self._uow.run(hand_out)
                 return HandOut(leased)
@@ -502,7 +568,13 @@ class TrialService:
         return to_trial_out(row, intermediate=True), replayed
 
     def _finish_and_hand_out(
-        self, study_id: int, trial_id: int, token: str, finish: Finish, worker_id: str
+        self,
+        study_id: int,
+        trial_id: int,
+        token: str,
+        finish: Finish,
+        worker_id: str,
+        device: Device,
     ) -> Completed | None:
         """Finish the trial and lease the next one in one transaction; None, with nothing done,
         when the finish changed nothing. The hand-out runs under a savepoint set in the ask
@@ -517,7 +589,9 @@ class TrialService:
                 self._pause_if_failing(conn, row)
                 try:
                     following = HandOut(
-                        self._handouts.hand_out(conn, view, worker_id, idem, savepoint=_SAVEPOINT)
+                        self._handouts.hand_out(
+                            conn, view, worker_id, idem, savepoint=_SAVEPOINT, device=device
+                        )
                     )
                 except NoTrial as none:
                     following = HandOut(None, none.reason)
@@ -579,6 +653,11 @@ def _first_lockable(
 def _check_budget(conn: Connection, study_id: int) -> None:
     """Refuse a new queued trial when started plus waiting trials already fill ``max_trials``."""
     state = view_repo.read_study_state(conn, study_id)
+    if state.gpu_spent:
+        raise StateConflict(
+            f"the study's budget of {state.max_gpu_hours:g} GPU-hours is used; raise"
+            " max_gpu_hours first"
+        )
     if state.max_trials is None:
         return
     pending = repo.count_unstarted_queued(conn, study_id)

@@ -45,7 +45,11 @@ function row(study) {
     el("td", {}, el("a", { href: `/dashboard/studies/${study.id}` }, study.name)),
     el("td", {}, el("span", { class: `badge ${study.state}` }, study.state)),
     el("td", { class: "muted" }, objective),
-    el("td", { class: "num" }, `${c.complete + c.pruned + c.failed}${study.max_trials ? " / " + study.max_trials : ""}`),
+    el(
+      "td",
+      { class: "num", title: study.max_gpu_hours || study.gpu_hours_used ? "GPU-hours used / budget" : "" },
+      `${c.complete + c.pruned + c.failed}${study.max_trials ? " / " + study.max_trials : ""}${gpuHours(study)}`,
+    ),
     el("td", {}, progress(study)),
     el("td", {}, best(study)),
     el("td", { title: workers.join("\n") }, workers.length ? `${workers.length} running` : el("span", { class: "faint" }, "idle")),
@@ -81,3 +85,10 @@ document.getElementById("filter").addEventListener("input", render);
 document.getElementById("state-filter").addEventListener("change", render);
 refresh();
 setInterval(refresh, REFRESH_MS);
+
+// " · 1.5 / 4 GPU-h" for a study that used GPU time or has a GPU-hour budget, else "".
+function gpuHours(study) {
+  if (!study.max_gpu_hours && !study.gpu_hours_used) return "";
+  const used = (study.gpu_hours_used || 0).toFixed(2);
+  return ` · ${used}${study.max_gpu_hours ? " / " + study.max_gpu_hours : ""} GPU-h`;
+}

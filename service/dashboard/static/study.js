@@ -175,7 +175,20 @@ function renderHeader() {
     stat("Pruned", String(counts.pruned), `${counts.failed} failed`),
     stat("Workers", String(workers.size), [...workers].slice(0, 2).join(", ") || "idle"),
     stat("Last activity", fmtAgo(latest), fmtTime(latest)),
+    ...(study.max_gpu_hours || study.gpu_hours_used ? [gpuStat(study)] : []),
   );
+}
+
+// GPU-hours used (attempts on GPU devices, running ones up to now) against max_gpu_hours.
+function gpuStat(study) {
+  const used = fmtHours(study.gpu_hours_used || 0);
+  const budget = study.max_gpu_hours ? ` / ${fmtHours(study.max_gpu_hours)}` : "";
+  const sub = study.max_gpu_hours ? `${Math.min(100, Math.round((100 * (study.gpu_hours_used || 0)) / study.max_gpu_hours))}% of the budget` : "no GPU-hour budget";
+  return stat("GPU-hours", `${used}${budget}`, sub);
+}
+
+function fmtHours(hours) {
+  return hours >= 10 ? hours.toFixed(1) : hours.toPrecision(2);
 }
 
 function stat(label, value, sub) {

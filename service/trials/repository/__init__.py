@@ -8,7 +8,8 @@ trial stamps ``hpo_trials.change_xid`` (see ``service.sampling.repository``), ap
 
 Modules: ``handout`` (ask, claim, enqueue), ``leases`` (heartbeat, report, finish, release),
 ``reads`` (the API's trial reads), ``attributes``, ``maintenance`` (the reaper), ``events``,
-``params`` (a parameter suggested by the objective, define-by-run).
+``params`` (a parameter suggested by the objective, define-by-run), ``budget`` (the end of a study
+whose GPU-hour budget is used).
 """
 
 from service.trials.repository.attributes import (
@@ -16,6 +17,7 @@ from service.trials.repository.attributes import (
     upsert_study_system_attrs,
     upsert_trial_attrs,
 )
+from service.trials.repository.budget import finish_waiting
 from service.trials.repository.events import event
 from service.trials.repository.handout import (
     NewLease,
@@ -29,6 +31,7 @@ from service.trials.repository.handout import (
     touch_worker,
 )
 from service.trials.repository.leases import (
+    Released,
     Renewed,
     Reported,
     finish,
@@ -62,6 +65,7 @@ __all__ = [
     "LeaseState",
     "NewLease",
     "Reaped",
+    "Released",
     "Renewed",
     "Reported",
     "TrialRow",
@@ -74,6 +78,7 @@ __all__ = [
     "event",
     "finish",
     "finish_paused",
+    "finish_waiting",
     "flush_journal",
     "get_trial",
     "get_trials",

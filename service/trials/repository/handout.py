@@ -16,6 +16,7 @@ from service.notify import WORK_CHANNEL
 from service.sampling.repository import CURRENT_XID
 from service.trials.repository.encoding import attr_arrays, params_arrays
 from service.trials.repository.events import event
+from service.usage.gpu_time import start_attempt_cte
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ _INSERT_NEW_TRIAL = Statement(
     ), s AS (
         UPDATE hpo_studies SET n_started = n_started + 1, last_handout_at = now()
          WHERE study_id = :study_id
-    ), {
+    ), {start_attempt_cte("g", "t", "t.trial_id")}, {
         event(
             "e",
             "trial_started",
@@ -78,13 +79,18 @@ def insert_leased_trial(
     worker_id: str,
     lease_seconds: int,
     granted: int | None = None,
+    device: str | None = None,
+    gpus: int = 0,
 ) -> NewLease:
     """A newly sampled trial, running under a lease, counted against the study's budget
-    (``granted``: the asha resource units it may reach)."""
+    (``granted``: the asha resource units it may reach); its first attempt starts on
+    ``device`` with ``gpus`` GPUs."""
     row = _INSERT_NEW_TRIAL.one_or_none(
         conn,
         {
             "study_id": study_id,
+            "device": device,
+            "gpus": gpus,
             "number": number,
             "token": token,
             "worker_id": worker_id,
@@ -113,7 +119,7 @@ _LEASE_QUEUED_TRIAL = Statement(
         UPDATE trials SET state = 'RUNNING', datetime_start = now() AT TIME ZONE 'utc'
           FROM h WHERE trials.trial_id = h.trial_id
         RETURNING trials.trial_id, trials.number
-    ), {
+    ), {start_attempt_cte("g", "h", "h.trial_id")}, {
         event(
             "e",
             "trial_started",
@@ -155,16 +161,21 @@ def lease_queued_trial(
     worker_id: str,
     lease_seconds: int,
     granted: int | None = None,
+    device: str | None = None,
+    gpus: int = 0,
 ) -> NewLease | None:
     """Lease a trial from the queue (a retry, or one a user enqueued), adding ``new_params``.
 
     The first lease of a trial counts against the budget; later ones (retries) do not, and keep
     their asha grant (``granted`` is for a first lease). None when the trial is no longer queued.
+    The attempt starts on ``device`` with ``gpus`` GPUs.
     """
     row = _LEASE_QUEUED_TRIAL.one_or_none(
         conn,
         {
             "study_id": study_id,
+            "device": device,
+            "gpus": gpus,
             "trial_id": trial_id,
             "token": token,
             "worker_id": worker_id,
@@ -194,7 +205,7 @@ _LEASE_PAUSED_TRIAL = Statement(
         RETURNING trials.trial_id, trials.number
     ), s AS (
         UPDATE hpo_studies SET last_handout_at = now() WHERE study_id = :study_id
-    ), {
+    ), {start_attempt_cte("g", "h", "h.trial_id")}, {
         event(
             "e",
             "trial_promoted",
@@ -221,14 +232,18 @@ def lease_paused_trial(
     token: str,
     worker_id: str,
     lease_seconds: int,
+    device: str | None = None,
+    gpus: int = 0,
 ) -> NewLease | None:
     """Promote a paused trial (``asha``): leased again as the same trial, its ``attempt``
-    unchanged and not counted against the budget again, granted up to ``granted`` units.
-    None when it is no longer paused."""
+    unchanged and not counted against the budget again, granted up to ``granted`` units; a new
+    attempt (in ``hpo_trial_attempts``) starts on ``device``. None when it is no longer paused."""
     row = _LEASE_PAUSED_TRIAL.one_or_none(
         conn,
         {
             "study_id": study_id,
+            "device": device,
+            "gpus": gpus,
             "trial_id": trial_id,
             "resume_from_step": resume_from_step,
             "granted": granted,

@@ -17,31 +17,36 @@ from service.states import OptunaTrialState, StoredStudyState
 from service.trials.repository.encoding import attr_arrays
 from service.trials.repository.events import event
 from service.trials.repository.rows import LeaseState, TrialRow
+from service.usage.gpu_time import end_attempt_cte, gpu_spent_sql
 
 _HEARTBEAT = Statement(
-    """
+    f"""
     UPDATE hpo_trials h
        SET lease_expires_at = now() + make_interval(secs => s.lease_seconds)
       FROM hpo_studies s
      WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
        AND s.study_id = h.study_id
-    RETURNING h.lease_expires_at, s.state
+    RETURNING h.lease_expires_at, s.state, {gpu_spent_sql("s")} AS gpu_spent
     """
 )
 
 
 @dataclass(frozen=True)
 class Renewed:
-    """A lease extended: its new expiry, and the state of the trial's study."""
+    """A lease extended: its new expiry, the state of the trial's study, and whether the
+    study's ``max_gpu_hours`` is used."""
 
     expires_at: dt.datetime
     study_state: StoredStudyState
+    gpu_spent: bool = False
 
 
 def heartbeat(conn: Connection, trial_id: int, token: str) -> Renewed | None:
     """Extend a live lease by the study's ``lease_seconds``; None if the lease is not live."""
     row = _HEARTBEAT.one_or_none(conn, {"trial_id": trial_id, "token": token})
-    return None if row is None else Renewed(row["lease_expires_at"], row["state"])
+    if row is None:
+        return None
+    return Renewed(row["lease_expires_at"], row["state"], bool(row["gpu_spent"]))
 
 
 _REPORT = Statement(
@@ -53,7 +58,7 @@ _REPORT = Statement(
           FROM hpo_studies s
          WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
            AND s.study_id = h.study_id
-        RETURNING h.trial_id, h.study_id, s.state
+        RETURNING h.trial_id, h.study_id, s.state, {gpu_spent_sql("s")} AS gpu_spent
     ), i AS (
         INSERT INTO trial_intermediate_values
                (trial_id, step, intermediate_value, intermediate_value_type)
@@ -72,7 +77,7 @@ _REPORT = Statement(
             " 'step', CAST(:step AS int), 'value', CAST(:value AS float8))",
         )
     }
-    SELECT lease.study_id, lease.state, (SELECT count(*) FROM i) AS inserted,
+    SELECT lease.study_id, lease.state, lease.gpu_spent, (SELECT count(*) FROM i) AS inserted,
            (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint AS horizon,
            (SELECT json_agg(c) FROM ({CHANGED_TRIALS_SQL.replace(":study_id", "lease.study_id")})
                AS c) AS changed
@@ -91,6 +96,7 @@ class Reported:
     inserted: bool
     horizon: int
     changed: list[ChangedTrial]
+    gpu_spent: bool = False  # the study's max_gpu_hours is used
 
 
 def report(
@@ -117,6 +123,7 @@ def report(
         bool(row["inserted"]),
         int(row["horizon"]),
         list(row["changed"] or []),
+        bool(row["gpu_spent"]),
     )
 
 
@@ -148,6 +155,7 @@ _FINISH = Statement(
           FROM h, unnest(CAST(:ua_keys AS text[]), CAST(:ua_values AS text[])) AS x(key, value)
         ON CONFLICT (trial_id, key) DO UPDATE SET value_json = EXCLUDED.value_json
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h),
+    {end_attempt_cte("g", "h", "now()", "lower(CAST(:state AS text))")},
     {
         event(
             "e",
@@ -230,6 +238,14 @@ _RELEASE = text(
         RETURNING trials.trial_id, trials.number
     ), n AS (SELECT pg_notify('{WORK_CHANNEL}', CAST(h.study_id AS text)) FROM h),
     {
+        end_attempt_cte(
+            "g",
+            "h",
+            "now()",
+            "CASE WHEN h.paused_step IS NULL THEN 'released' ELSE 'paused' END",
+        )
+    },
+    {
         event(
             "e",
             "trial_requeued",
@@ -249,16 +265,27 @@ _RELEASE = text(
             "jsonb_build_object('number', t.number, 'step', h.paused_step, 'reason', 'released')",
         )
     }
-    SELECT h.study_id, (SELECT count(*) FROM n) FROM h
+    SELECT h.study_id, (SELECT count(*) FROM n),
+           (SELECT s.max_gpu_hours IS NOT NULL FROM hpo_studies s
+             WHERE s.study_id = h.study_id) AS gpu_budget
+      FROM h
     """
 )
 
 
-def release(conn: Connection, trial_id: int, token: str) -> int | None:
+@dataclass(frozen=True)
+class Released:
+    """A lease given back: the trial's study, and whether it has a ``max_gpu_hours``."""
+
+    study_id: int
+    gpu_budget: bool
+
+
+def release(conn: Connection, trial_id: int, token: str) -> Released | None:
     """Give a leased trial back (no retry is used up): to the queue, or, when the ``asha``
-    pruner told it to pause (``paused_step`` set), paused; returns its study id."""
+    pruner told it to pause (``paused_step`` set), paused; its attempt ends now."""
     row = conn.execute(_RELEASE, {"trial_id": trial_id, "token": token}).one_or_none()
-    return None if row is None else int(row.study_id)
+    return None if row is None else Released(int(row.study_id), bool(row.gpu_budget))
 
 
 _MARK_PAUSED = Statement(

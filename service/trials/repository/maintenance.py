@@ -9,11 +9,12 @@ from sqlalchemy import Connection, text
 from service.notify import WORK_CHANNEL
 from service.sampling.repository import CURRENT_XID
 from service.trials.repository.events import event
+from service.usage.gpu_time import end_attempt_cte
 
 _REAP = text(
     f"""
     WITH expired AS (
-        SELECT h.trial_id FROM hpo_trials h
+        SELECT h.trial_id, h.lease_expires_at FROM hpo_trials h
          WHERE h.lease_token IS NOT NULL AND h.lease_expires_at <= now()
          ORDER BY h.lease_expires_at
          LIMIT :batch
@@ -33,7 +34,7 @@ _REAP = text(
           FROM expired e, hpo_studies s
          WHERE h.trial_id = e.trial_id AND s.study_id = h.study_id
         RETURNING h.trial_id, h.study_id, h.queued_at IS NOT NULL AS requeued,
-                  h.paused_step IS NOT NULL AS paused
+                  h.paused_step IS NOT NULL AS paused, s.max_gpu_hours IS NOT NULL AS gpu_budget
     ), t AS (
         UPDATE trials
            SET state = CASE WHEN h.requeued OR h.paused THEN 'WAITING'::trialstate
@@ -46,6 +47,8 @@ _REAP = text(
         SELECT pg_notify('{WORK_CHANNEL}', CAST(study_id AS text))
           FROM (SELECT DISTINCT study_id FROM h) AS studies
     ),
+    -- The attempt ran until its lease expired (the worker's last heartbeat plus lease_seconds).
+    {end_attempt_cte("g", "expired", "expired.lease_expires_at", "'expired'")},
     {
         event(
             "e",
@@ -77,7 +80,8 @@ _REAP = text(
             "jsonb_build_object('number', t.number, 'reason', 'lease_expired')",
         )
     }
-    SELECT h.trial_id, h.study_id, h.requeued, h.paused, (SELECT count(*) FROM n) AS notified
+    SELECT h.trial_id, h.study_id, h.requeued, h.paused, h.gpu_budget,
+           (SELECT count(*) FROM n) AS notified
       FROM h
     """
 )
@@ -89,13 +93,15 @@ class Reaped:
     study_id: int
     requeued: bool
     paused: bool = False  # told to pause by asha: paused, no retry used
+    gpu_budget: bool = False  # its study has a max_gpu_hours
 
 
 def reap_expired(conn: Connection, batch: int = 100) -> list[Reaped]:
     """Expired leases: back to the queue as the same trial, or failed after ``max_retries``; a
-    trial the ``asha`` pruner told to pause becomes paused (no retry used)."""
+    trial the ``asha`` pruner told to pause becomes paused (no retry used). The attempt ends
+    at the lease's expiry."""
     rows = conn.execute(_REAP, {"batch": batch}).all()
-    return [Reaped(r.trial_id, r.study_id, r.requeued, r.paused) for r in rows]
+    return [Reaped(r.trial_id, r.study_id, r.requeued, r.paused, r.gpu_budget) for r in rows]
 
 
 def purge_events(conn: Connection, retention_seconds: int) -> int:

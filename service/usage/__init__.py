@@ -1,0 +1,1 @@
+"""GPU time: each attempt's device and wall time, study GPU-hour budgets, team usage."""
