@@ -78,6 +78,7 @@ class BenchContext:
         }
         self.device = setup.device
         self.seed = seed
+        self.started_from_step: int | None = None
         self.last_value = float("nan")
         self.checkpoint_bytes = 0
 

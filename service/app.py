@@ -166,6 +166,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         signal,
         ClaimTiming(settings.claim_max_wait_s, settings.claim_repoll_s),
         fail_fast_trials=settings.fail_fast_trials,
+        checkpoints=checkpoint_store,
     )
     reaper.settle_with(functools.partial(app.state.trials.settle, check=True))
     app.state.trial_queries = TrialQueries(uow)

@@ -96,8 +96,12 @@ class Lease:
     expires_at: str
     heartbeat_seconds: int
     lease_seconds: int
-    # A paused trial promoted by the asha pruner: the first step to run (None otherwise).
+    # A paused trial promoted by the asha pruner, or a pbt child's first attempt: the first
+    # step to run (None otherwise).
     resume_from_step: int | None = None
+    # A pbt child (every attempt): its parent and its first step.
+    parent_trial_id: int | None = None
+    started_from_step: int | None = None
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Lease:
@@ -114,6 +118,8 @@ class Lease:
             heartbeat_seconds=lease["heartbeat_seconds"],
             lease_seconds=lease["lease_seconds"],
             resume_from_step=doc.get("resume_from_step"),
+            parent_trial_id=doc.get("parent_trial_id"),
+            started_from_step=doc.get("started_from_step"),
         )
 
 

@@ -102,6 +102,10 @@ class HttpTrialContext:
     def seed(self) -> int:
         return trial_seed(self._lease)
 
+    @property
+    def started_from_step(self) -> int | None:
+        return self._lease.started_from_step
+
     def report(self, step: int, value: float) -> bool:
         """Send the value (and any the API missed before); without an answer, go on training."""
         self._check_lease()

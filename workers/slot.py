@@ -52,6 +52,7 @@ from workers.idle import IdleLimit
 from workers.settings import WorkerSettings
 from workers.spool import PendingResult, Spool
 from workers.tasks import TaskFailed, TaskResult, available_tasks, get_task
+from workers.tasks.failures import check_objective
 
 if TYPE_CHECKING:
     import torch
@@ -205,7 +206,7 @@ class Slot:
         name = (lease.task or {}).get("name")
         if not isinstance(name, str):
             raise TaskFailed("bad_task_spec", "the study's task has no name")
-        return get_task(name).run(ctx)
+        return check_objective(get_task(name).run(ctx))
 
     # ---- finishing ----
 

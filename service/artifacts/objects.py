@@ -1,4 +1,4 @@
-"""The S3 client of the server: presigned URLs, multipart uploads, heads and deletes.
+"""The S3 client of the server: presigned URLs, multipart uploads, copies, heads and deletes.
 
 Only the server holds credentials; workers get presigned URLs, which point at the endpoint the
 server is configured with (``AWS_ENDPOINT_URL`` or AWS itself), so workers must reach it too.
@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.artifacts.errors import ObjectStoreUnavailable
-from service.artifacts.location import ArtifactLocation
+from service.artifacts.location import ArtifactLocation, part_size
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
 _DELETE_BATCH = 1000  # S3's most keys per DeleteObjects
+MAX_COPY_BYTES: Final = 5 * 1024**3  # S3's largest CopyObject, and its largest part
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,17 @@ def _reaching(what: str) -> Iterator[None]:
 
 
 class ObjectStore:
-    def __init__(self, location: ArtifactLocation, url_ttl_s: int) -> None:
+    """``copy_part_bytes``: objects up to this size are copied with one CopyObject, larger
+    ones in parts of (about) this size; at most :data:`MAX_COPY_BYTES`, S3's limit of both."""
+
+    def __init__(
+        self, location: ArtifactLocation, url_ttl_s: int, *, copy_part_bytes: int = MAX_COPY_BYTES
+    ) -> None:
+        if not 0 < copy_part_bytes <= MAX_COPY_BYTES:
+            raise ValueError(f"copy_part_bytes must be in 1..{MAX_COPY_BYTES}")
         self.location = location
         self.url_ttl_s = url_ttl_s
+        self.copy_part_bytes = copy_part_bytes
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         config = Config(
             signature_version="s3v4",
@@ -126,6 +135,51 @@ class ObjectStore:
                     return None
                 raise
 
+    def copy(self, source_key: str, target_key: str, size: int) -> bool:
+        """Copy the ``size`` bytes of ``source_key`` to ``target_key`` inside the bucket (the
+        bytes never reach the server); False when there is no ``source_key``. Objects over
+        ``copy_part_bytes`` go part by part (UploadPartCopy), an unfinished copy is aborted.
+        The target is a new object: later writes of the source never reach it."""
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": source_key}
+        with _reaching("copy an object"):
+            try:
+                if size <= self.copy_part_bytes:
+                    self._s3.copy_object(Bucket=self.bucket, Key=target_key, CopySource=source)
+                else:
+                    self._copy_in_parts(source, target_key, size)
+            except ClientError as exc:
+                if _code(exc) == "NoSuchKey":
+                    return False
+                raise
+        return True
+
+    def _copy_in_parts(self, source: CopySourceTypeDef, target_key: str, size: int) -> None:
+        each = part_size(size, self.copy_part_bytes) or size
+        upload_id = self.create_multipart(target_key)
+        try:
+            parts: list[CompletedPartTypeDef] = []
+            for number, start in enumerate(range(0, size, each), start=1):
+                end = min(start + each, size) - 1
+                answer = self._s3.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=target_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            with suppress(ObjectStoreUnavailable):  # the study's deletion aborts it at the latest
+                self.abort_multipart(target_key, upload_id)
+            raise
+
     def delete(self, keys: Sequence[str]) -> None:
         """Delete these objects (absent ones are no error)."""
         for start in range(0, len(keys), _DELETE_BATCH):
@@ -153,3 +207,7 @@ class ObjectStore:
 
 def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -83,6 +83,46 @@ def insert_pending(
     return _row(conn.execute(_INSERT, params).mappings().one())
 
 
+_INSERT_STORED = text(
+    f"""
+    INSERT INTO hpo_artifacts
+           (study_id, trial_id, name, step, size, sha256, object_key, lease_token, state,
+            stored_at)
+    VALUES (:study_id, :trial_id, :name, :step, :size, :sha256, :object_key, :lease_token,
+            'stored', now())
+    RETURNING {_COLUMNS}
+    """
+)
+
+
+def insert_stored(
+    conn: Connection,
+    *,
+    study_id: int,
+    trial_id: int,
+    name: str,
+    step: int | None,
+    size: int,
+    sha256: str | None,
+    object_key: str,
+    lease_token: str,
+) -> ArtifactRow:
+    """A row for an object already in the bucket (a server-side copy): ``stored`` at once,
+    never confirmed. ``lease_token`` says where it came from; no lease holds such a token, so
+    no one can confirm it as an upload."""
+    params = {
+        "study_id": study_id,
+        "trial_id": trial_id,
+        "name": name,
+        "step": step,
+        "size": size,
+        "sha256": sha256,
+        "object_key": object_key,
+        "lease_token": lease_token,
+    }
+    return _row(conn.execute(_INSERT_STORED, params).mappings().one())
+
+
 def get(conn: Connection, trial_id: int, artifact_id: int) -> ArtifactRow | None:
     row = (
         conn.execute(
@@ -137,20 +177,19 @@ def stored(conn: Connection, trial_id: int, name: str | None = None) -> list[Art
     return [_row(r) for r in rows]
 
 
-def latest_checkpoint(conn: Connection, trial_id: int) -> ArtifactRow | None:
-    """The trial's newest stored checkpoint: what a resumed attempt starts from."""
-    row = (
-        conn.execute(
-            text(
-                f"SELECT {_COLUMNS} FROM hpo_artifacts"
-                " WHERE trial_id = :trial_id AND name = :name AND state = 'stored'"
-                " ORDER BY stored_at DESC, artifact_id DESC LIMIT 1"
-            ),
-            {"trial_id": trial_id, "name": CHECKPOINT},
-        )
-        .mappings()
-        .one_or_none()
+def latest_checkpoint(conn: Connection, trial_id: int, *, lock: bool = False) -> ArtifactRow | None:
+    """The trial's newest stored checkpoint: what a resumed attempt starts from. ``lock``
+    holds a share lock on its row until commit: a concurrent deletion of it (keep best and
+    last, retention) waits, so its object stays in the bucket meanwhile."""
+    sql = (
+        f"SELECT {_COLUMNS} FROM hpo_artifacts"
+        " WHERE trial_id = :trial_id AND name = :name AND state = 'stored'"
+        " ORDER BY stored_at DESC, artifact_id DESC LIMIT 1"
     )
+    if lock:
+        sql += " FOR SHARE"
+    params = {"trial_id": trial_id, "name": CHECKPOINT}
+    row = conn.execute(text(sql), params).mappings().one_or_none()
     return None if row is None else _row(row)
 
 

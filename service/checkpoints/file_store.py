@@ -24,7 +24,10 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection
 
@@ -32,6 +35,7 @@ from service.checkpoints import repository as repo
 from service.checkpoints.store import Checkpoint, CheckpointMeta
 
 logger = logging.getLogger(__name__)
+_Meta = TypeVar("_Meta", CheckpointMeta, CheckpointMeta | None)
 
 
 class FileCheckpointStore:
@@ -58,9 +62,10 @@ class FileCheckpointStore:
         sha256: str,
     ) -> CheckpointMeta:
         target = self.path(study_id, trial_id)
-        staged = _stage(target, data)
-        try:
-            meta = repo.upsert(
+        return _put_in_place(
+            _stage(target, data),
+            target,
+            lambda: repo.upsert(
                 conn,
                 trial_id=trial_id,
                 study_id=study_id,
@@ -68,13 +73,8 @@ class FileCheckpointStore:
                 size=len(data),
                 sha256=sha256,
                 data=None,
-            )
-            os.replace(staged, target)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
-        return meta
+            ),
+        )
 
     def read(self, conn: Connection, trial_id: int) -> Checkpoint | None:
         meta = repo.get_meta(conn, trial_id, lock=True)
@@ -91,10 +91,45 @@ class FileCheckpointStore:
             return None
         return Checkpoint(meta, data)
 
+    def copy(
+        self, conn: Connection, *, study_id: int, from_trial_id: int, to_trial_id: int
+    ) -> CheckpointMeta | None:
+        """A hard link of the source file staged next to the target (a copy where the file
+        system has no hard links), the row copied, then renamed into place as ``write`` does.
+        Writes replace a file by renaming a new one over it, so a link shares no later bytes:
+        the parent's next checkpoint never reaches the child's, nor the child's the parent's."""
+        source = repo.get_meta(conn, from_trial_id, lock=True)
+        if source is None:
+            return None
+        target = self.path(study_id, to_trial_id)
+        staged = _stage_link(self.path(source.study_id, from_trial_id), target)
+        if staged is None:
+            logger.warning("checkpoint of trial %s: its file is missing", from_trial_id)
+            return None
+        return _put_in_place(
+            staged,
+            target,
+            lambda: repo.copy_row(conn, from_trial_id=from_trial_id, to_trial_id=to_trial_id),
+        )
+
     def delete_study(self, study_id: int) -> None:
         """Remove the study's directory (checkpoints and stray temporary files); idempotent."""
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.root / str(study_id))
+
+
+def _put_in_place(staged: Path, target: Path, record: Callable[[], _Meta]) -> _Meta:
+    """Write the metadata row (``record``, which takes the row lock readers share), then rename
+    the staged file over ``target`` and make the rename durable; the staged file goes on any
+    error (the caller's transaction then rolls the row back)."""
+    try:
+        meta = record()
+        os.replace(staged, target)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+    return meta
 
 
 def _stage(target: Path, data: bytes) -> Path:
@@ -110,6 +145,25 @@ def _stage(target: Path, data: bytes) -> Path:
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
+    return staged
+
+
+def _stage_link(source: Path, target: Path) -> Path | None:
+    """A new name next to ``target`` for the bytes of ``source`` (a hard link, else a copy);
+    None when ``source`` is missing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.parent / f".{target.stem}.{uuid.uuid4().hex}.tmp"
+    try:
+        os.link(source, staged)
+    except FileNotFoundError:
+        return None
+    except OSError:  # no hard links here (or across these directories): copy the bytes
+        try:
+            shutil.copyfile(source, staged)
+        except FileNotFoundError:
+            return None
+        with open(staged, "rb") as f:
+            os.fsync(f.fileno())
     return staged
 
 

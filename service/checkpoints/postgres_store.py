@@ -36,5 +36,11 @@ class PostgresCheckpointStore:
     def read(self, conn: Connection, trial_id: int) -> Checkpoint | None:
         return repo.get_with_data(conn, trial_id)
 
+    def copy(
+        self, conn: Connection, *, study_id: int, from_trial_id: int, to_trial_id: int
+    ) -> CheckpointMeta | None:
+        """One ``INSERT ... SELECT``: the bytes are copied inside PostgreSQL."""
+        return repo.copy_row(conn, from_trial_id=from_trial_id, to_trial_id=to_trial_id)
+
     def delete_study(self, study_id: int) -> None:
         """Nothing to do: the rows go with the study (``ON DELETE CASCADE``)."""

@@ -64,6 +64,27 @@ def upsert(
     return _meta(conn.execute(_UPSERT, params).mappings().one())
 
 
+_COPY = text(
+    f"""
+    INSERT INTO hpo_checkpoints (trial_id, study_id, step, size, sha256, data, updated_at)
+    SELECT :to_trial_id, study_id, step, size, sha256, data, now()
+      FROM hpo_checkpoints WHERE trial_id = :from_trial_id
+    ON CONFLICT (trial_id) DO UPDATE
+       SET step = EXCLUDED.step, size = EXCLUDED.size, sha256 = EXCLUDED.sha256,
+           data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+    RETURNING {_META_COLUMNS}
+    """
+)
+
+
+def copy_row(conn: Connection, *, from_trial_id: int, to_trial_id: int) -> CheckpointMeta | None:
+    """Give ``to_trial_id`` a row like ``from_trial_id``'s (its bytes too, where the row holds
+    them); None when the source has no row."""
+    params = {"from_trial_id": from_trial_id, "to_trial_id": to_trial_id}
+    row = conn.execute(_COPY, params).mappings().one_or_none()
+    return None if row is None else _meta(row)
+
+
 def get_meta(conn: Connection, trial_id: int, *, lock: bool = False) -> CheckpointMeta | None:
     """The trial's checkpoint metadata; ``lock`` holds a share lock on the row until commit
     (a writer replacing the checkpoint waits for it)."""

@@ -46,6 +46,7 @@ class CheckpointStore(Protocol):
       back (the service retries a transaction the database aborted as a deadlock); the second
       write replaces the checkpoint as the first would have.
     - ``read`` answers the metadata and bytes of one committed checkpoint, or ``None``.
+    - ``copy`` is atomic as ``write`` is, and may be run again after a rollback as well.
     - Rows go with their trial or study (``ON DELETE CASCADE``); ``delete_study`` removes
       whatever else the store keeps for a study and is idempotent. Call it after the study's
       deletion has committed.
@@ -69,6 +70,15 @@ class CheckpointStore(Protocol):
 
     def read(self, conn: Connection, trial_id: int) -> Checkpoint | None:
         """The trial's checkpoint, or ``None`` when it has none (or none that can be read)."""
+        ...
+
+    def copy(
+        self, conn: Connection, *, study_id: int, from_trial_id: int, to_trial_id: int
+    ) -> CheckpointMeta | None:
+        """Make ``to_trial_id``'s checkpoint a copy of ``from_trial_id``'s current one, within
+        the caller's transaction and without the bytes leaving the storage (a PBT child starts
+        from its parent's checkpoint). The copy is the child's own: a later write of either
+        trial never changes the other's. ``None`` when ``from_trial_id`` has none."""
         ...
 
     def delete_study(self, study_id: int) -> None:

@@ -18,6 +18,7 @@ def print_study(study: dict[str, Any], best: dict[str, Any]) -> None:
         *(("", s) for s in space[1:]),
         ("sampler", _named(study["sampler"])),
         ("pruner", _named(study["pruner"])),
+        *((("scheduler", _named(study["scheduler"])),) if study.get("scheduler") else ()),
         ("task", _named(study["task"]) if study["task"] else "-"),
         ("trials", _progress(study)),
         ("limits", _limits(study)),
@@ -64,6 +65,10 @@ def _trial_row(trial: dict[str, Any], names: list[str]) -> list[object]:
         note = trial["fail_reason"] or ""
     elif trial["state"] == "running":
         note = trial["worker_id"] or ""
+    elif trial.get("parent_trial_id") is not None:
+        note = (
+            f"child of trial id {trial['parent_trial_id']} from step {trial['started_from_step']}"
+        )
     elif trial.get("feasible") is False:
         note = "infeasible: " + _violated(trial.get("constraints") or {})
     else:

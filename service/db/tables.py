@@ -157,6 +157,23 @@ trial_leases = Table(
     # The resource units the asha pruner granted the trial (its next rung, or max_resource).
     Column("resource_granted", Integer, nullable=True),
     CheckConstraint("resource_granted >= 0", name="resource_granted"),
+    # Population-based training (service.sampling.pbt): a child's parent, the first step it
+    # runs (its parent's checkpoint step + 1), and the trial of the bottom it replaced.
+    Column(
+        "parent_trial_id",
+        Integer,
+        ForeignKey("hpo_trials.trial_id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("started_from_step", Integer, nullable=True),
+    CheckConstraint("started_from_step >= 0", name="started_from_step"),
+    Column(
+        "replaced_trial_id",
+        Integer,
+        ForeignKey("hpo_trials.trial_id", ondelete="SET NULL"),
+        nullable=True,
+        unique=True,
+    ),
     Index("ix_hpo_trials_study_id_change_xid", "study_id", "change_xid"),
     Index(
         "ix_hpo_trials_study_id_queued_at",

@@ -56,6 +56,8 @@ class CsvColumns:
             "duration_s",
             "attempt",
             "fail_reason",
+            "parent_trial_id",
+            "started_from_step",
             *(f"user_attrs_{key}" for key in self.user_attrs),
         ]
 
@@ -72,6 +74,8 @@ class CsvColumns:
             trial.duration_s,
             trial.attempt,
             trial.fail_reason,
+            trial.parent_trial_id,
+            trial.started_from_step,
             *(_cell(trial.user_attrs.get(key)) for key in self.user_attrs),
         ]
 

@@ -48,7 +48,7 @@ def _trial_columns(intermediate: bool) -> str:
         t.trial_id, t.study_id, t.number, t.state::text AS state,
         t.datetime_start, t.datetime_complete,
         coalesce(h.attempt, 0) AS attempt, h.worker_id, h.fail_reason, h.lease_expires_at,
-        h.queued_at, h.paused_step,
+        h.queued_at, h.paused_step, h.parent_trial_id, h.started_from_step, h.replaced_trial_id,
         (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json))
            FROM trial_params p WHERE p.trial_id = t.trial_id) AS params,
         (SELECT json_agg(json_build_array(v.objective, v.value, v.value_type))

@@ -56,7 +56,8 @@ TRIAL_AGGREGATES = """
 CHANGED_TRIALS_SQL = f"""
     SELECT t.trial_id, t.number, t.state::text AS state, t.datetime_start, t.datetime_complete,
            h.attempt, h.queued_at, h.lease_token IS NOT NULL AS leased, h.fail_reason,
-           h.paused_step, h.resource_granted,
+           h.paused_step, h.resource_granted, h.parent_trial_id, h.started_from_step,
+           h.replaced_trial_id,
            {TRIAL_AGGREGATES}
       FROM hpo_trials h JOIN trials t ON t.trial_id = h.trial_id
      WHERE h.study_id = :study_id AND h.change_xid >= :cursor
@@ -79,6 +80,9 @@ class ChangedTrial(TypedDict):
     # Absent in rows built by tests and benchmarks:
     paused_step: NotRequired[int | None]
     resource_granted: NotRequired[int | None]
+    parent_trial_id: NotRequired[int | None]
+    started_from_step: NotRequired[int | None]
+    replaced_trial_id: NotRequired[int | None]
     params: list[list[Any]] | None
     trial_values: list[list[Any]] | None
     intermediate: list[list[Any]] | None

@@ -31,7 +31,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from service.observability.metrics import time_sampling
-from service.sampling import asha
+from service.sampling import asha, pbt
 from service.sampling import repository as repo
 from service.sampling.rows import (
     Evidence,
@@ -51,6 +51,7 @@ from service.spec import (
     to_distributions,
 )
 from service.spec.pruners import build_schedule
+from service.spec.schedulers import PbtOptions, SchedulerSpec
 from service.states import FINISHED_STATES
 
 _DUPLICATE_RETRIES = 3
@@ -71,6 +72,7 @@ class StudyDefinition:
     # Declared constraint names, and failure reasons the sampler sees as infeasible points.
     constraints: tuple[str, ...] = ()
     infeasible_failures: frozenset[str] = frozenset()
+    scheduler: SchedulerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class StudyView:
         )
         self.pruner = build_pruner(definition.pruner, definition.directions)
         self.schedule = build_schedule(definition.pruner)  # asha's rungs, None for others
+        scheduler = definition.scheduler
+        self.pbt: PbtOptions | None = None if scheduler is None else scheduler.options
         self.distributions = to_distributions(definition.search_space)
         self.active = ActiveSpace(definition.search_space)
         # Draws a new trial at random when the sampler keeps repeating a running trial's
@@ -143,6 +147,9 @@ class StudyView:
         self._points: set[tuple[tuple[str, Any], ...]] = set()
         # Names of parameters some trial holds that the space does not declare (define-by-run).
         self.undeclared: set[str] = set()
+        # pbt: each child's (parent, first step it runs); the trials children replaced.
+        self.lineage: dict[int, tuple[int | None, int]] = {}
+        self.replaced: set[int] = set()
         # Whether the study had a max_gpu_hours when this process last read it under the ask
         # lock (then complete and release settle it: service.trials.service.settle).
         self.gpu_budget = False
@@ -174,6 +181,11 @@ class StudyView:
         else:
             self.paused_steps.pop(trial_id, None)
         self.costs[trial_id] = _resource_cost(row)
+        started_from = row.get("started_from_step")
+        if started_from is not None:
+            self.lineage[trial_id] = (row.get("parent_trial_id"), started_from)
+        if row.get("replaced_trial_id") is not None:
+            self.replaced.add(row["replaced_trial_id"])
         self.storage.put_trial(trial_id, trial)
         if trial.params:
             self._points.add(_point(trial.params))
@@ -227,11 +239,23 @@ class StudyView:
             if never_started and (not budget_left or not _fits(grant, left)):
                 continue
             needs_sampling = self.active.incomplete(trial.params)
-            return Handout("queued", trial_id, needs_sampling, granted=grant)
+            # A pbt child's first attempt starts from the checkpoint copied from its parent.
+            resume = (
+                self.lineage[trial_id][1] if never_started and trial_id in self.lineage else None
+            )
+            return Handout(
+                "queued", trial_id, needs_sampling, resume_from_step=resume, granted=grant
+            )
         grant = self._first_grant(self.storage.next_number)
-        if budget_left and _fits(grant, left):
+        if budget_left and _fits(grant, left) and not self._population_full():
             return Handout("new", granted=grant)
         return NoHandout("budget_spent")
+
+    def _population_full(self) -> bool:
+        """pbt: the sampler has made ``population`` trials (every other one is a child)."""
+        if self.pbt is None:
+            return False
+        return self.storage.next_number - len(self.lineage) >= self.pbt.population
 
     def paused(self) -> dict[int, int]:
         """The trials that are paused now (id -> paused step): not leased, not queued."""
@@ -287,9 +311,33 @@ class StudyView:
         """Nothing more can happen in the study (``asha``): it runs, no trial holds a lease,
         and nothing can be handed out for lack of budget (trials or resource units); no retry
         waits, and no paused trial can be promoted."""
-        if self.schedule is None or self.leased:
+        if not self.multi_fidelity or self.leased:
             return False
         return self.next_handout(state) == NoHandout("budget_spent")
+
+    @property
+    def multi_fidelity(self) -> bool:
+        """Whether the study's trials are paused, promoted or replaced (asha or pbt): its
+        reports are decided on under the ask lock, and it is settled after each finish."""
+        return self.schedule is not None or self.pbt is not None
+
+    def pbt_decision(self, trial_id: int, step: int) -> pbt.Exploit | None:
+        """The ``pbt`` decision on the trial's report of ``step`` (already in the view): None
+        to go on; else it is stopped, and replaced as the answer says (a trial replaced
+        already is told so again: a repeated report)."""
+        if self.pbt is None or not pbt.decides_at(self.pbt, step):
+            return None
+        if trial_id in self.replaced:
+            return pbt.Exploit(trial_id, step, parents=[], again=True)
+        top = pbt.bottom_and_top(
+            self.pbt,
+            self.storage.trials_by_id(),
+            self.replaced,
+            trial_id,
+            step,
+            maximize=self._maximize,
+        )
+        return None if top is None else pbt.Exploit(trial_id, step, parents=top)
 
     def leftover_paused(self, state: repo.StudyState) -> list[int]:
         """The paused trials nothing more can happen to (:meth:`budget_finished`): to be

@@ -21,6 +21,7 @@ from service.spec.samplers import (
     build_sampler,
     grid_point_count,
 )
+from service.spec.schedulers import PbtOptions, SchedulerSpec, check_scheduler
 from service.spec.search_space import (
     MAX_NAME_LENGTH,
     MAX_PARAMS,
@@ -53,15 +54,18 @@ __all__ = [
     "IntParam",
     "InvalidValue",
     "ParamSpec",
+    "PbtOptions",
     "PrunerName",
     "PrunerSpec",
     "RangeCondition",
     "SamplerName",
     "SamplerSpec",
+    "SchedulerSpec",
     "SearchSpace",
     "build_pruner",
     "build_sampler",
     "check_params",
+    "check_scheduler",
     "check_study",
     "grid_point_count",
     "grid_points",

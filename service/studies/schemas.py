@@ -17,7 +17,7 @@ from pydantic import (
 
 from service.documents import AttrKey, json_document
 from service.ids import ResourceId
-from service.spec import PrunerSpec, SamplerSpec, SearchSpace
+from service.spec import PrunerSpec, SamplerSpec, SchedulerSpec, SearchSpace
 from service.states import StoredStudyState, StudyStateName
 
 # Optuna's study_name column holds 512 characters: <team (at most 64)>/<name>.
@@ -135,6 +135,13 @@ class StudyCreate(BaseModel):
     search_space: SearchSpace
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    scheduler: SchedulerSpec | None = Field(
+        default=None,
+        description="population-based training ({'name': 'pbt', 'options': {...}}): the"
+        " sampler makes 'population' trials; every 'interval' steps one of the bottom"
+        " quantile is stopped and replaced by a child of one of the top, started from its"
+        " checkpoint with the 'mutable' parameters perturbed",
+    )
     task: Task | None = None
     max_trials: int | None = Field(default=None, ge=1, le=MAX_BUDGET)
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
@@ -276,6 +283,7 @@ class StudyOut(BaseModel):
     search_space: dict[str, Any]
     sampler: dict[str, Any]
     pruner: dict[str, Any]
+    scheduler: dict[str, Any] | None = None
     task: dict[str, Any] | None
     max_trials: int | None
     max_parallel: int | None

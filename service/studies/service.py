@@ -19,7 +19,15 @@ from service.ids import ResourceId
 from service.pagination import DEFAULT_LIMIT, Page, decode_key, encode_cursor
 from service.sampling.registry import StudyViews
 from service.sampling.view import StudyDefinition
-from service.spec import PrunerSpec, SamplerSpec, check_study, grid_point_count, parse_search_space
+from service.spec import (
+    PrunerSpec,
+    SamplerSpec,
+    SchedulerSpec,
+    check_scheduler,
+    check_study,
+    grid_point_count,
+    parse_search_space,
+)
 from service.spec.samplers import CONSTRAINT_AWARE
 from service.states import StudyStateName
 from service.studies import repository as repo
@@ -64,6 +72,12 @@ class StudyService:
         max_trials = self._budget(body)
         check_study(body.sampler, body.pruner, body.search_space, body.directions, max_trials)
         _check_resource_budget(body.pruner.name, body.max_resource_total)
+        check_scheduler(
+            body.scheduler,
+            space=body.search_space,
+            pruner=body.pruner,
+            directions=body.directions,
+        )
         check_task(body.task, body.search_space)
         try:
             created = self._uow.transaction(
@@ -266,6 +280,7 @@ def _spec(body: StudyCreate) -> dict[str, Any]:
         "search_space": {k: v.model_dump(mode="json") for k, v in body.search_space.items()},
         "sampler": body.sampler.model_dump(mode="json"),
         "pruner": body.pruner.model_dump(mode="json"),
+        "scheduler": None if body.scheduler is None else body.scheduler.model_dump(mode="json"),
         "task": body.task,
         "constraints": body.constraints,
         "infeasible_failures": body.infeasible_failures,
@@ -322,6 +337,7 @@ def to_study_out(row: repo.StudyRow) -> StudyOut:
         search_space=spec["search_space"],
         sampler=spec["sampler"],
         pruner=spec["pruner"],
+        scheduler=spec.get("scheduler"),
         task=spec.get("task"),
         max_trials=row.max_trials,
         max_parallel=row.max_parallel,
@@ -352,6 +368,7 @@ def load_definition(uow: UnitOfWork, study_id: int) -> StudyDefinition:
     # Failures become evidence only for samplers that read constraints (CMA-ES would take the
     # evidence's infinite values as real solutions).
     learns = sampler.name in CONSTRAINT_AWARE
+    scheduler = spec.get("scheduler")  # absent in studies made before schedulers existed
     return StudyDefinition(
         study_id=study_id,
         name=row.optuna_name,
@@ -362,4 +379,5 @@ def load_definition(uow: UnitOfWork, study_id: int) -> StudyDefinition:
         task=spec.get("task"),
         constraints=tuple(spec.get("constraints", ())),
         infeasible_failures=frozenset(spec.get("infeasible_failures", ()) if learns else ()),
+        scheduler=None if scheduler is None else SchedulerSpec.model_validate(scheduler),
     )

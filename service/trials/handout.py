@@ -167,6 +167,8 @@ class Handouts:
             ),
             resume_from_step=handout.resume_from_step,
         )
+        if leased.trial_id in view.lineage:
+            out.parent_trial_id, out.started_from_step = view.lineage[leased.trial_id]
         if idem is not None:
             idempotency.record(conn, idem, 200, out.model_dump(mode="json"))
         return out

@@ -58,6 +58,9 @@ def to_trial_out(row: TrialRow, *, intermediate: bool) -> TrialOut:
         constraints=constraints,
         feasible=None if constraints is None else all(v <= 0 for v in constraints.values()),
         imported_from=imported if isinstance(imported, dict) else None,
+        parent_trial_id=row.parent_trial_id,
+        started_from_step=row.started_from_step,
+        replaced_trial_id=row.replaced_trial_id,
     )
     if intermediate:
         curve = decode_intermediate(row.intermediate)

@@ -174,8 +174,17 @@ class LeasedTrialOut(BaseModel):
     lease: LeaseOut
     resume_from_step: int | None = Field(
         default=None,
-        description="a paused trial promoted by the asha pruner: the first step to run (its"
-        " checkpoint holds the step before); None for every other hand-out",
+        description="a paused trial promoted by the asha pruner, or a pbt child's first"
+        " attempt: the first step to run (its checkpoint holds the step before); None for"
+        " every other hand-out",
+    )
+    parent_trial_id: int | None = Field(
+        default=None,
+        description="a pbt child: the trial whose checkpoint it starts from (every attempt)",
+    )
+    started_from_step: int | None = Field(
+        default=None,
+        description="a pbt child: its first step; the task counts its best value from there",
     )
 
 
@@ -235,6 +244,18 @@ class TrialOut(BaseModel):
     imported_from: dict[str, Any] | None = Field(
         default=None,
         description="for an imported trial (warm start, fork): where it came from",
+    )
+    parent_trial_id: int | None = Field(
+        default=None,
+        description="a child of population-based training: the trial whose checkpoint it"
+        " started from (None for trials the sampler made)",
+    )
+    started_from_step: int | None = Field(
+        default=None,
+        description="a pbt child: the first step it ran (its parent's checkpoint step + 1)",
+    )
+    replaced_trial_id: int | None = Field(
+        default=None, description="a pbt child: the trial of the bottom quantile it replaced"
     )
 
 

@@ -23,6 +23,12 @@ Contracts:
   paused trials that nothing more can happen to (budget spent, nothing leased, none promotable)
   are finished as pruned by :meth:`TrialService.settle`, run after every complete and release
   and by a hand-out that finds the budget spent (each under the ask lock, so processes agree).
+* ``pbt`` (population-based training, ``service.sampling.pbt``): a report at a decision step
+  is decided on under the view and ask locks too; a trial of the bottom is answered
+  ``should_prune`` and, in the same transaction, replaced by a queued child of a trial of the
+  top, with a server-side copy of that trial's checkpoint (``service.trials.exploit``). Once the
+  sampler has made ``population`` trials and nothing runs or waits, :meth:`settle` marks the
+  study spent: it is completed.
 * GPU-hours (``max_gpu_hours``, ``service.usage``): each lease is an attempt on the device the
   worker said (:class:`~service.trials.handout.Device`). Once the study's GPU time (ended
   attempts plus running ones up to now) reaches its budget, read under the ask lock, nothing is
@@ -45,6 +51,8 @@ import anyio.to_thread
 from sqlalchemy import Connection
 
 from service import idempotency
+from service.checkpoints.postgres_store import PostgresCheckpointStore
+from service.checkpoints.store import CheckpointStore
 from service.db.unit_of_work import UnitOfWork
 from service.errors import InvalidInput, NotFound, StateConflict
 from service.idempotency import IdempotencyKey, KeyRace
@@ -56,6 +64,7 @@ from service.sampling.view import StudyView
 from service.spec import check_params
 from service.studies import repository as study_repo
 from service.trials import repository as repo
+from service.trials.exploit import replace
 from service.trials.handout import NO_DEVICE, Batch, Device, HandOut, Handouts, NoTrial, next_key
 from service.trials.index import TrialStudyIndex
 from service.trials.leases import Finish, check_replay, raise_for_lease
@@ -129,8 +138,10 @@ class TrialService:
         timing: ClaimTiming,
         *,
         fail_fast_trials: int = 0,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self._uow = uow
+        self._checkpoints = checkpoints or PostgresCheckpointStore()
         self._fail_fast_trials = fail_fast_trials
         self._views = views
         self._index = index
@@ -247,8 +258,9 @@ class TrialService:
         """Store an intermediate value and ask the study's pruner.
 
         Reporting a step again keeps the first value and answers the same question again. With
-        ``asha`` the ask lock is taken first, so the rung's population is the same in every
-        process; a pause is stored with the report.
+        ``asha`` or ``pbt`` the ask lock is taken first, so the rung's (or the step's)
+        population is the same in every process; a pause is stored with the report, and so is a
+        ``pbt`` child that replaces the trial (the answer is then ``should_prune``).
         """
         study_id = self._index.study_of(trial_id)
 
@@ -261,7 +273,7 @@ class TrialService:
                     )
                 with self._uow.begin() as conn:
                     state = None
-                    if view.schedule is not None:
+                    if view.multi_fidelity:
                         state, changed = view_repo.lock_and_read(conn, study_id, view.cursor)
                         view.apply_changes(changed, state.xmin)
                     reported = repo.report(conn, trial_id, token, step, value, view.cursor)
@@ -278,6 +290,12 @@ class TrialService:
                     pause, grant = (False, None)
                     if state is not None:
                         pause, grant = view.rung_decision(trial_id, step, state)
+                        exploit = view.pbt_decision(trial_id, step)
+                        if exploit is not None and (
+                            exploit.again
+                            or replace(conn, view, state, exploit, self._checkpoints) is not None
+                        ):
+                            prune = True  # stopped: its lineage goes on in its child
                     if pause:
                         repo.mark_paused(conn, trial_id, token, step)
                     elif grant is not None:
@@ -370,7 +388,7 @@ class TrialService:
                 view.gpu_budget = state.max_gpu_hours is not None
                 if state.gpu_spent and state.state == "running":
                     return self._settle_gpu(conn, view, state)
-                if view.schedule is None or not view.budget_finished(state):
+                if not view.multi_fidelity or not view.budget_finished(state):
                     return []
                 trials_left = state.max_trials is None or state.n_started < state.max_trials
                 if trials_left and not state.resource_spent:
@@ -383,7 +401,7 @@ class TrialService:
 
         try:
             view = self._views.get(study_id)
-            if view.schedule is None and not view.gpu_budget and not check:
+            if not view.multi_fidelity and not view.gpu_budget and not check:
                 return []
             return self._uow.run(work)
         except NotFound:  # deleted meanwhile

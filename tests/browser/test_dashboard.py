@@ -376,3 +376,50 @@ def test_y_ranges_leave_out_only_far_outliers_on_the_worse_side(
     assert not view([1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001], log=False)["log"]  # a user's choice
     assert view([0.1, 0.2, 0.15, 50])["count"] == 0  # too few values to call one an outlier
     assert view([-1.2, -1.1, -1.3, -1.0, -1.25, -1.15, 30])["count"] == 1  # not positive: linear
+
+
+def test_a_pbt_study_draws_its_lineage(server: ServerProcess, page: Any, read_token: str) -> None:
+    """A child of population-based training appears in the lineage card, under its parent, with
+    a dotted link from its parent's segment at the step it started from."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}
+    pbt = {
+        "name": "pbt",
+        "options": {"population": 2, "interval": 2, "quantile": 0.5, "mutable": ["lr"]},
+    }
+    body = study_body("lineage", search_space=space, scheduler=pbt, task=None, **QUIET)
+    with httpx.Client(base_url=server.url + API, timeout=30, headers=server.headers) as http:
+        sid = http.post("/studies", json=body).json()["id"]
+        top, bottom = _ask(http, sid), _ask(http, sid)
+        for trial, value in ((top, 0.2), (bottom, 0.9)):
+            _report(http, trial, 0, value + 0.1)
+            headers = {"X-Lease-Token": trial["lease"]["token"], "X-Checkpoint-Step": "1"}
+            put = http.put(f"/trials/{trial['id']}/checkpoint", content=b"w", headers=headers)
+            assert put.status_code == 200, put.text
+        _report(http, top, 1, 0.2)
+        _report(http, bottom, 1, 0.9)  # the bottom: replaced by a child of trial 0
+        _finish(http, bottom, state="pruned")
+        child = _ask(http, sid)
+        assert child["parent_trial_id"] == top["id"]
+        for step in (2, 3):
+            _report(http, child, step, 0.1)
+
+        page.goto(f"{server.url}/dashboard/studies/{sid}")
+        _sign_in(page, read_token)
+        page.wait_for_selector("#lineage-tree li li .lineage-node[data-number='2']", timeout=15_000)
+        nested = page.locator("#lineage-tree > ul > li:has(li .lineage-node[data-number='2'])")
+        assert nested.locator(".lineage-node").first.get_attribute("data-number") == "0"
+        assert "from step 2" in page.inner_text("#lineage-tree li li .lineage-node")
+        page.wait_for_function(
+            "() => { const d = document.getElementById('lineage-plot');"
+            " return d && d.data && d.data.some(t => t.name === 'started from' && t.x.length) }",
+            timeout=15_000,
+        )
+        link = next(
+            t for t in page.evaluate(PLOT_DATA, "lineage-plot") if t["name"] == "started from"
+        )
+        assert link["x"][:2] == [1, 2]
+        assert link["y"][:2] == [top["params"]["lr"], child["params"]["lr"]]
+        page.screenshot(path=str(ARTIFACTS / "dashboard-lineage.png"), full_page=True)
+    assert not errors, errors

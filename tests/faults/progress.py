@@ -61,6 +61,16 @@ def live_leases(dsn: str, study_id: int) -> list[tuple[str, int, int]]:
     return [(str(w), int(t), int(s)) for w, t, s in rows]
 
 
+def wait_in_flight(dsn: str, study_id: int, timeout_s: float = 10.0) -> int:
+    """Wait (up to ``timeout_s``) until the study has a live lease; the number of live leases
+    then (0 if none came). A fault aimed between one trial's finish and the next claim would
+    hit nothing, so the scenarios wait for trials in flight before injecting it."""
+    deadline = time.monotonic() + timeout_s
+    while not (leases := live_leases(dsn, study_id)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(leases)
+
+
 def first_event_after(
     dsn: str, study_id: int, after: float, workers: Sequence[str] | None = None
 ) -> float | None:

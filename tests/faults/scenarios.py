@@ -47,6 +47,7 @@ from tests.faults.progress import (
     live_leases,
     wait_finished,
     wait_for_event,
+    wait_in_flight,
 )
 from tests.faults.proxy import EveryNth, FaultyProxy
 from tests.faults.report import ChaosReport, Fault
@@ -154,7 +155,7 @@ def api_restarts(
                 fleet.start(server.url)
             for i in range(restarts):
                 wait_finished(db.dsn, study_id, plan.trials * (i + 1) // (restarts + 1), timeout_s)
-                in_flight = len(live_leases(db.dsn, study_id))
+                in_flight = wait_in_flight(db.dsn, study_id)
                 fault = Fault("kill -9 API, restart", server.url, time.time(), hit=in_flight > 0)
                 kill_server(server)
                 time.sleep(down_s)
@@ -255,7 +256,7 @@ def postgres_restarts(
                     fleet.start(server.url)
                 for i, mode in enumerate(modes):
                     wait_finished(db.dsn, study_id, plan.trials * (i + 1) // (len(modes) + 1), 300)
-                    in_flight = len(live_leases(db.dsn, study_id))
+                    in_flight = wait_in_flight(db.dsn, study_id)
                     fault = Fault(f"PostgreSQL stop -m {mode}, start", "", time.time())
                     fault.hit = in_flight > 0
                     pg.stop(mode)

@@ -1,4 +1,5 @@
-"""``hpo study trials`` says which complete trials are infeasible, and why."""
+"""``hpo study trials`` notes: which complete trials are infeasible, and why; whose checkpoint a
+PBT child started from."""
 
 from __future__ import annotations
 
@@ -38,3 +39,13 @@ def test_infeasible_trials_are_marked_with_their_violated_constraints(
     lines = capsys.readouterr().out.splitlines()
     assert "infeasible: mem_gb_over=2.5" in lines[1] and "latency" not in lines[1]
     assert "infeasible" not in lines[2] and "infeasible" not in lines[3]
+
+
+def test_a_pbt_child_says_whose_checkpoint_it_started_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    child = {**_trial(4, 0.5, None), "parent_trial_id": 17, "started_from_step": 8}
+    print_trials([_trial(0, 1.0, None), child])
+    lines = capsys.readouterr().out.splitlines()
+    assert "child of trial id 17 from step 8" in lines[2]
+    assert "child of" not in lines[1]

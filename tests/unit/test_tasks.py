@@ -38,7 +38,7 @@ from workers.tasks.datasets import (
     DatasetCache,
     load_dataset,
 )
-from workers.tasks.failures import call_mapping_oom
+from workers.tasks.failures import call_mapping_oom, check_objective
 from workers.tasks.idx import encode_idx, parse_idx
 from workers.tasks.mlp import build_mlp, build_optimizer
 from workers.tasks.mlp_classifier import MLPClassifierTask
@@ -72,6 +72,7 @@ class FakeContext:
     attrs: dict[str, Any] = field(default_factory=dict)
     keeps_artifacts: bool = True
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    started_from_step: int | None = None
 
     def report(self, step: int, value: float) -> bool:
         self.reports.append((step, value))
@@ -209,6 +210,56 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run() -> None:
     expected = run_mlp(whole)
     assert resumed.reports == whole.reports[2:]
     assert result.value == expected.value
+
+
+def _optimizer_state(checkpoint_bytes: bytes) -> dict[str, Any]:
+    state = torch.load(io.BytesIO(checkpoint_bytes), weights_only=True)
+    return dict(state["optimizer"])
+
+
+def test_a_pbt_child_resumes_its_parents_checkpoint_with_its_own_hyperparameters() -> None:
+    parent = mlp_context(epochs=2, params={"lr": 3e-3, "weight_decay": 0.0})
+    run_mlp(parent)
+    parent_bytes = parent.checkpoints[-1][1]
+    parent_opt = _optimizer_state(parent_bytes)
+
+    child = mlp_context(
+        epochs=4,
+        checkpoint=parent_bytes,
+        started_from_step=2,
+        params={"lr": 1e-2, "weight_decay": 1e-4},
+    )
+    result = run_mlp(child)
+    assert result.state == "complete"
+    assert child.steps == [2, 3]  # it goes on from its parent's step
+    child_opt = _optimizer_state(child.checkpoints[-1][1])
+    # The optimiser's hyperparameters are the child's own...
+    assert [(g["lr"], g["weight_decay"]) for g in child_opt["param_groups"]] == [(1e-2, 1e-4)]
+    # ...and Adam's moments went on from the parent's (its step count too).
+    steps_per_epoch = float(parent_opt["state"][0]["step"]) / 2
+    assert float(child_opt["state"][0]["step"]) == pytest.approx(4 * steps_per_epoch)
+    # Its best value counts only its own epochs (2 and 3), not its parent's.
+    assert child.attrs["best_epoch"] in (2, 3)
+    assert result.value == min(v for _, v in child.reports)
+
+
+def test_a_pbt_child_with_no_epoch_left_completes_with_its_inherited_best() -> None:
+    parent = mlp_context(epochs=2)
+    done = run_mlp(parent)
+    child = mlp_context(epochs=2, checkpoint=parent.checkpoints[-1][1], started_from_step=2)
+    result = run_mlp(child)
+    assert child.reports == []
+    assert (result.state, result.value) == ("complete", done.value)
+
+
+def test_a_retried_attempt_keeps_the_checkpointed_hyperparameters_of_its_params() -> None:
+    first = mlp_context(epochs=4, stop_after=2, params={"lr": 2e-3})
+    run_mlp(first)
+    resumed = mlp_context(epochs=4, checkpoint=first.checkpoints[-1][1], params={"lr": 2e-3})
+    run_mlp(resumed)
+    groups = _optimizer_state(resumed.checkpoints[-1][1])["param_groups"]
+    assert [g["lr"] for g in groups] == [2e-3]
+    assert resumed.attrs["best_epoch"] is not None
 
 
 def test_a_completed_run_saves_its_final_weights_as_the_model_artifact() -> None:
@@ -594,3 +645,12 @@ def test_test_tasks_need_an_explicit_opt_in(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_the_dataset_names_the_server_checks_are_those_the_worker_loads() -> None:
     assert BUILTIN_DATASETS == DATASET_NAMES
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, None])
+def test_a_complete_result_without_a_finite_value_fails_the_trial(value: float | None) -> None:
+    with pytest.raises(TaskFailed) as failed:
+        check_objective(TaskResult("complete", value, 3))
+    assert failed.value.reason == "nan"
+    assert check_objective(TaskResult("complete", 0.25, 3)).value == 0.25
+    assert check_objective(TaskResult("pruned", math.inf, 1)).state == "pruned"

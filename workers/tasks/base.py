@@ -60,6 +60,12 @@ class TrialContext(Protocol):
         """Per-trial seed chosen by the worker; the same for every attempt of the trial."""
         ...
 
+    @property
+    def started_from_step(self) -> int | None:
+        """A child of population-based training: its first step (the checkpoint it first
+        resumes from is its parent's, with other ``params``); None for every other trial."""
+        ...
+
     def report(self, step: int, value: float) -> bool:
         """Send an intermediate value; ``True`` means the trial should be pruned now.
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import torch
 
-from workers.tasks.base import TaskFailed
+from workers.tasks.base import TaskFailed, TaskResult
 
 T = TypeVar("T")
 
@@ -55,3 +55,11 @@ def check_finite(what: str, value: float, epoch: int) -> None:
     """Raise ``TaskFailed("nan")`` unless ``value`` is a finite number."""
     if not math.isfinite(value):
         raise TaskFailed("nan", f"{what} is {value} at epoch {epoch}")
+
+
+def check_objective(result: TaskResult) -> TaskResult:
+    """A complete result whose value is not a finite number fails the trial (``"nan"``) instead
+    of reaching the API, where JSON has no such numbers (any task, built-in or not)."""
+    if result.state == "complete" and (result.value is None or not math.isfinite(result.value)):
+        raise TaskFailed("nan", f"the objective value is {result.value}, not a finite number")
+    return result

@@ -31,6 +31,17 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def set_hyperparameters(optimizer: torch.optim.Optimizer, params: MLPParams) -> None:
+    """Set the learning rate and weight decay (SGD: and momentum) of every parameter group
+    from ``params``, keeping the optimiser's state (Adam's moments, SGD's momentum buffers):
+    ``load_state_dict`` restores the hyperparameters the checkpoint was taken with."""
+    for group in optimizer.param_groups:
+        group["lr"] = params.lr
+        group["weight_decay"] = params.weight_decay
+        if params.optimizer == "sgd":
+            group["momentum"] = params.momentum
+
+
 def build_optimizer(model: nn.Module, params: MLPParams) -> torch.optim.Optimizer:
     """The optimiser ``params`` names; SGD with ``params.momentum`` (0.9 unless given), Adam(W)
     with the fused kernel on CUDA."""

@@ -10,7 +10,11 @@ Contract of :meth:`MLPClassifierTask.run`:
   a stop request returns ``"interrupted"`` right after the epoch's checkpoint.
 - **Resume**: a checkpoint from ``ctx.load_checkpoint()`` restores model, optimiser, progress
   and generators, and training continues at the next epoch without reporting earlier epochs
-  again. An unusable checkpoint is logged and training starts from scratch.
+  again. An unusable checkpoint is logged and training starts from scratch. The optimiser's
+  hyperparameters (learning rate, weight decay, SGD's momentum) are then set from ``params``:
+  a child of population-based training resumes its parent's checkpoint with its own values,
+  weights and moments kept, and its best value counts from ``ctx.started_from_step`` on (the
+  parent's earlier best is not the child's).
 - **Seeds**: torch's generators are seeded from ``ctx.seed`` (initial weights, dropout) and the
   shuffling generator too; a trial is reproducible on one device type when it runs alone in
   its process (dropout draws from torch's global generators).
@@ -40,7 +44,7 @@ from workers.tasks.base import JSON, TaskResult, TrialContext
 from workers.tasks.checkpoint import CheckpointError, Progress, Trainee
 from workers.tasks.datasets import DeviceDataset, load_dataset
 from workers.tasks.failures import call_mapping_oom, check_finite
-from workers.tasks.mlp import build_mlp, build_optimizer, count_parameters
+from workers.tasks.mlp import build_mlp, build_optimizer, count_parameters, set_hyperparameters
 from workers.tasks.mlp_config import MLPParams, MLPTaskSpec
 from workers.tasks.training import configure_device, run_epoch, shuffle_generator
 
@@ -94,10 +98,23 @@ def _start(ctx: TrialContext, params: MLPParams, data: DeviceDataset) -> tuple[T
     if blob is None:
         return trainee, Progress()
     try:
-        return trainee, checkpoint.restore(blob, trainee)
+        progress = checkpoint.restore(blob, trainee)
     except CheckpointError as exc:
         logger.warning("trial %s: unusable checkpoint (%s); starting afresh", ctx.trial_id, exc)
         return _fresh_trainee(params, data, ctx.seed), Progress()
+    set_hyperparameters(trainee.optimizer, params)
+    return trainee, progress
+
+
+def _own_progress(ctx: TrialContext, progress: Progress, epochs: int) -> Progress:
+    """A pbt child's best counts from its first step: its parent's earlier best is not its own
+    (unless the child has no epoch left to run, where the inherited best is all there is)."""
+    start = ctx.started_from_step
+    if start is None or progress.best_epoch is None or progress.best_epoch >= start:
+        return progress
+    if progress.next_epoch >= epochs:
+        return progress
+    return Progress(next_epoch=progress.next_epoch)
 
 
 def _train(
@@ -108,6 +125,7 @@ def _train(
     data = load_dataset(spec.dataset, ctx.device)
     batch_size = min(params.batch_size, data.x_train.shape[0])
     trainee, progress = _start(ctx, params, data)
+    progress = _own_progress(ctx, progress, spec.epochs)
     record.n_params = count_parameters(trainee.model)
     record.epochs_run, record.best_epoch = progress.next_epoch, progress.best_epoch
     if progress.next_epoch > 0:

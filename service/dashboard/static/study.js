@@ -5,6 +5,7 @@ import {
   API, api, el, fmtAgo, fmtDuration, fmtParam, fmtTime, fmtValue, followEvents, setLive,
 } from "./api.js";
 import { CurvesChart, HistoryChart, ImportanceChart, ParallelChart, ParetoChart } from "./charts.js";
+import { LineageChart } from "./lineage.js";
 import { VirtualTable } from "./table.js";
 
 const studyId = Number(location.pathname.split("/").filter(Boolean).pop());
@@ -36,6 +37,7 @@ const charts = {
   parallel: new ParallelChart($("parcoords-plot")),
   importance: new ImportanceChart($("importance-plot")),
   curves: new CurvesChart($("curves-plot")),
+  lineage: new LineageChart($("lineage-plot"), $("lineage-tree")),
 };
 const table = new VirtualTable($("trials-scroll"), {
   onSelect: (trial) => select(trial.id),
@@ -71,7 +73,7 @@ const timings = {};
 window.hpoDashboard = { state, timings };
 const pending = new Set();
 const lastRun = {};
-const MIN_GAP_MS = { parallel: 10000, curves: 1500, pareto: 1000 };
+const MIN_GAP_MS = { parallel: 10000, curves: 1500, pareto: 1000, lineage: 1500 };
 const LOADING_GAP_MS = 1000; // while the first pages arrive, redraw once a second at most
 // Heavy charts wait for the first full load, and are only drawn while on screen.
 const HEAVY = { parallel: "parcoords-plot", curves: "curves-plot", pareto: "pareto-plot" };
@@ -130,6 +132,7 @@ const RENDER = {
   parallel: renderParallel,
   importance: renderImportance,
   curves: renderCurves,
+  lineage: renderLineage,
   table: () => table.setRows(ordered()),
   detail: renderDetail,
 };
@@ -154,7 +157,7 @@ function renderHeader() {
     el("span", { class: `badge ${study.state}` }, study.state),
     el("span", {}, study.directions.map((d, i) => `${d === "maximize" ? "↑" : "↓"} ${names[i]}`).join(" · ")),
     el("span", {}, `sampler ${study.sampler.name}`),
-    el("span", {}, `pruner ${study.pruner.name}`),
+    study.scheduler ? el("span", {}, `scheduler ${study.scheduler.name}`) : el("span", {}, `pruner ${study.pruner.name}`),
     study.task ? el("span", {}, `task ${study.task.name}`) : null,
     el("span", { class: "faint" }, `created ${fmtTime(study.created_at)}`),
   ];
@@ -276,6 +279,14 @@ function renderCurves() {
   charts.curves.update(state.curves, (n) => states.get(n), selected, objectiveNames()[0], state.study.directions[0]);
 }
 
+function renderLineage() {
+  const scheduler = state.study.scheduler;
+  $("lineage-card").hidden = !scheduler;
+  if (!scheduler) return;
+  const mutable = scheduler.options.mutable || [];
+  charts.lineage.update(ordered(), state.curves, mutable, state.study.search_space, (id) => select(id));
+}
+
 function renderDetail() {
   const box = $("detail");
   const trial = state.selected === null ? null : state.trials.get(state.selected);
@@ -293,6 +304,7 @@ function renderDetail() {
     ["Finished", fmtTime(trial.datetime_complete)],
     ["Duration", fmtDuration(trial.duration_s)],
     trial.fail_reason ? ["Fail reason", trial.fail_reason] : null,
+    trial.parent_trial_id !== null ? ["Started from", lineageOf(trial)] : null,
     trial.constraints ? ["Constraints", Object.entries(trial.constraints).map(([k, v]) => `${k} = ${fmtValue(v)}`).join(", ")] : null,
     Object.keys(trial.user_attrs).length ? ["User attrs", JSON.stringify(trial.user_attrs)] : null,
   ].filter(Boolean);
@@ -300,6 +312,14 @@ function renderDetail() {
     el("h2", {}, [`Trial #${trial.number}`, el("span", { class: "tools" }, el("span", { class: "button", onclick: () => select(null) }, "Close"))]),
     el("dl", {}, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
   );
+}
+
+function lineageOf(trial) {
+  const parent = state.trials.get(trial.parent_trial_id);
+  const replaced = state.trials.get(trial.replaced_trial_id);
+  const who = parent ? `#${parent.number}` : `trial id ${trial.parent_trial_id}`;
+  const instead = replaced ? `, in place of #${replaced.number}` : "";
+  return `${who}'s checkpoint, at step ${trial.started_from_step}${instead}`;
 }
 
 function select(id) {
@@ -381,7 +401,7 @@ function merge(items) {
     state.trials.set(trial.id, trial);
   }
   state.version += 1;
-  invalidate("header", "history", "pareto", "parallel", "table", "curves", "detail");
+  invalidate("header", "history", "pareto", "parallel", "table", "curves", "lineage", "detail");
   if (completed) refreshImportance();
 }
 
@@ -406,7 +426,7 @@ async function loadCurves(numbers) {
       cursor = page.next_cursor;
     } while (cursor);
   }
-  invalidate("curves");
+  invalidate("curves", "lineage");
 }
 
 const reported = new Set();

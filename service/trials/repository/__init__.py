@@ -8,8 +8,8 @@ trial stamps ``hpo_trials.change_xid`` (see ``service.sampling.repository``), ap
 
 Modules: ``handout`` (ask, claim, enqueue), ``leases`` (heartbeat, report, finish, release),
 ``reads`` (the API's trial reads), ``attributes``, ``maintenance`` (the reaper), ``events``,
-``params`` (a parameter suggested by the objective, define-by-run), ``budget`` (the end of a study
-whose GPU-hour budget is used).
+``params`` (a parameter suggested by the objective, define-by-run), ``lineage`` (a PBT
+child trial), ``unfinished`` (trials nothing more can happen to, finished as pruned).
 """
 
 from service.trials.repository.attributes import (
@@ -17,14 +17,12 @@ from service.trials.repository.attributes import (
     upsert_study_system_attrs,
     upsert_trial_attrs,
 )
-from service.trials.repository.budget import finish_waiting
 from service.trials.repository.events import event
 from service.trials.repository.handout import (
     NewLease,
     claim_candidates,
     count_unstarted_queued,
     enqueue_trial,
-    finish_paused,
     insert_leased_trial,
     lease_paused_trial,
     lease_queued_trial,
@@ -43,6 +41,7 @@ from service.trials.repository.leases import (
     report,
     touch_trial,
 )
+from service.trials.repository.lineage import checkpoint_steps, insert_child
 from service.trials.repository.maintenance import (
     Reaped,
     purge_events,
@@ -60,6 +59,7 @@ from service.trials.repository.reads import (
     study_of_trial,
 )
 from service.trials.repository.rows import LeaseState, TrialRow
+from service.trials.repository.unfinished import finish_paused, finish_waiting
 
 __all__ = [
     "LeaseState",
@@ -71,6 +71,7 @@ __all__ = [
     "TrialRow",
     "add_param",
     "best_trial_id",
+    "checkpoint_steps",
     "claim_candidates",
     "complete_values",
     "count_unstarted_queued",
@@ -84,6 +85,7 @@ __all__ = [
     "get_trials",
     "grant_resource",
     "heartbeat",
+    "insert_child",
     "insert_leased_trial",
     "lease_paused_trial",
     "lease_queued_trial",

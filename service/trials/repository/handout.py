@@ -257,51 +257,6 @@ def lease_paused_trial(
     return NewLease(row["trial_id"], row["number"], row["attempt"], row["lease_expires_at"])
 
 
-_FINISH_PAUSED = text(
-    f"""
-    WITH h AS (
-        UPDATE hpo_trials
-           SET paused_step = NULL, change_xid = {CURRENT_XID}
-         WHERE trial_id = ANY(CAST(:ids AS int[])) AND study_id = :study_id
-           AND paused_step IS NOT NULL AND lease_token IS NULL
-        RETURNING trial_id, study_id
-    ), t AS (
-        UPDATE trials SET state = 'PRUNED', datetime_complete = now() AT TIME ZONE 'utc'
-          FROM h WHERE trials.trial_id = h.trial_id
-        RETURNING trials.trial_id, trials.number
-    ), last AS (
-        SELECT DISTINCT ON (i.trial_id) i.trial_id, i.intermediate_value, i.intermediate_value_type
-          FROM trial_intermediate_values i JOIN h ON h.trial_id = i.trial_id
-         ORDER BY i.trial_id, i.step DESC
-    ), v AS (
-        -- Optuna's tell does the same for a pruned trial: its value is its last reported one.
-        INSERT INTO trial_values (trial_id, objective, value, value_type)
-        SELECT last.trial_id, 0, last.intermediate_value,
-               CAST(CAST(last.intermediate_value_type AS text) AS trialvaluetype)
-          FROM last WHERE CAST(last.intermediate_value_type AS text) <> 'NAN'
-    ), {
-        event(
-            "e",
-            "trial_finished",
-            "t",
-            ":study_id",
-            "t.trial_id",
-            "jsonb_build_object('number', t.number, 'state', 'pruned', 'values', NULL,"
-            " 'fail_reason', NULL, 'reason', 'budget_spent')",
-        )
-    }
-    SELECT h.trial_id FROM h
-    """
-)
-
-
-def finish_paused(conn: Connection, study_id: int, trial_ids: Sequence[int]) -> list[int]:
-    """Finish paused trials as PRUNED at their last value (nothing more can happen to them);
-    the ids of those that were still paused."""
-    rows = conn.execute(_FINISH_PAUSED, {"study_id": study_id, "ids": list(trial_ids)}).all()
-    return [int(r.trial_id) for r in rows]
-
-
 _ENQUEUE = text(
     f"""
     WITH t AS (

@@ -19,15 +19,25 @@ from service.trials.repository.events import event
 from service.trials.repository.rows import LeaseState, TrialRow
 from service.usage.gpu_time import end_attempt_cte, gpu_spent_sql
 
-_HEARTBEAT = Statement(
-    f"""
+
+def extend_live_lease(returning: str, *, stamp: bool = True) -> str:
+    """The ``UPDATE`` that extends the live lease ``:token`` holds on ``:trial_id`` by its
+    study's ``lease_seconds`` (``h`` is the trial's ``hpo_trials`` row, ``s`` its study), stamping
+    the trial changed unless ``stamp`` is False; no row when the lease is not live."""
+    changed = f", change_xid = {CURRENT_XID}" if stamp else ""
+    return f"""
     UPDATE hpo_trials h
-       SET lease_expires_at = now() + make_interval(secs => s.lease_seconds)
+       SET lease_expires_at = now() + make_interval(secs => s.lease_seconds){changed}
       FROM hpo_studies s
      WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
        AND s.study_id = h.study_id
-    RETURNING h.lease_expires_at, s.state, {gpu_spent_sql("s")} AS gpu_spent
-    """
+    RETURNING {returning}"""
+
+
+_HEARTBEAT = Statement(
+    extend_live_lease(
+        f"h.lease_expires_at, s.state, {gpu_spent_sql('s')} AS gpu_spent", stamp=False
+    )
 )
 
 
@@ -51,15 +61,9 @@ def heartbeat(conn: Connection, trial_id: int, token: str) -> Renewed | None:
 
 _REPORT = Statement(
     f"""
-    WITH lease AS (
-        UPDATE hpo_trials h
-           SET lease_expires_at = now() + make_interval(secs => s.lease_seconds),
-               change_xid = {CURRENT_XID}
-          FROM hpo_studies s
-         WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
-           AND s.study_id = h.study_id
-        RETURNING h.trial_id, h.study_id, s.state, {gpu_spent_sql("s")} AS gpu_spent
-    ), i AS (
+    WITH lease AS ({
+        extend_live_lease(f"h.trial_id, h.study_id, s.state, {gpu_spent_sql('s')} AS gpu_spent")
+    }), i AS (
         INSERT INTO trial_intermediate_values
                (trial_id, step, intermediate_value, intermediate_value_type)
         SELECT lease.trial_id, CAST(:step AS int), CAST(:value AS float8),

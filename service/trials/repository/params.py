@@ -6,19 +6,11 @@ from optuna.distributions import BaseDistribution, distribution_to_json
 from sqlalchemy import Connection
 
 from service.db.prepared import Statement
-from service.sampling.repository import CURRENT_XID
+from service.trials.repository.leases import extend_live_lease
 
 _ADD_PARAM = Statement(
     f"""
-    WITH h AS (
-        UPDATE hpo_trials h
-           SET lease_expires_at = now() + make_interval(secs => s.lease_seconds),
-               change_xid = {CURRENT_XID}
-          FROM hpo_studies s
-         WHERE h.trial_id = :trial_id AND h.lease_token = :token AND h.lease_expires_at > now()
-           AND s.study_id = h.study_id
-        RETURNING h.trial_id
-    ), p AS (
+    WITH h AS ({extend_live_lease("h.trial_id")}), p AS (
         INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)
         SELECT h.trial_id, :name, :value, :dist FROM h
         RETURNING trial_id

@@ -15,7 +15,7 @@ _TRIAL_COLUMNS = f"""
     SELECT t.trial_id, t.study_id, t.number, t.state::text AS state,
            t.datetime_start, t.datetime_complete,
            h.attempt, h.worker_id, h.fail_reason, h.lease_expires_at, h.queued_at,
-           h.paused_step,
+           h.paused_step, h.parent_trial_id, h.started_from_step, h.replaced_trial_id,
            {TRIAL_AGGREGATES}
 """
 

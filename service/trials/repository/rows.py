@@ -48,6 +48,10 @@ class TrialRow:
     change_xid: int | None = None
     # The step at which the asha pruner paused the trial (``hpo_trials.paused_step``).
     paused_step: int | None = None
+    # pbt lineage (``hpo_trials``): the parent, the child's first step, the trial it replaced.
+    parent_trial_id: int | None = None
+    started_from_step: int | None = None
+    replaced_trial_id: int | None = None
 
     @classmethod
     def of(cls, row: Mapping[Any, Any]) -> TrialRow:

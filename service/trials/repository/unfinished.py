@@ -1,19 +1,28 @@
-"""The end of a study whose GPU-hour budget is used: its waiting trials are finished."""
+"""The end of trials nothing more can happen to: finished as PRUNED at their last value.
+
+Two cases share one statement: the paused trials left when an ``asha`` study's budget is spent
+(``finish_paused``), and every trial that waits without a lease once a study's GPU-hour budget
+is used (``finish_waiting``). The caller holds the study's ask lock.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
 from service.sampling.repository import CURRENT_XID
 from service.trials.repository.events import event
 
-_FINISH_WAITING = text(
-    f"""
+
+def _finish_as_pruned(which: str, clear: str, reason: str) -> str:
+    """The statement that finishes the study's ``hpo_trials`` rows matching ``which`` (their
+    Optuna state WAITING, no lease) as PRUNED, setting ``clear``; its rows are their ids."""
+    return f"""
     WITH h AS (
         UPDATE hpo_trials
-           SET paused_step = NULL, queued_at = NULL, change_xid = {CURRENT_XID}
-         WHERE study_id = :study_id AND lease_token IS NULL
-           AND (paused_step IS NOT NULL OR queued_at IS NOT NULL)
+           SET {clear}, change_xid = {CURRENT_XID}
+         WHERE study_id = :study_id AND lease_token IS NULL AND ({which})
         RETURNING trial_id, study_id
     ), t AS (
         UPDATE trials
@@ -41,18 +50,40 @@ _FINISH_WAITING = text(
             ":study_id",
             "t.trial_id",
             "jsonb_build_object('number', t.number, 'state', 'pruned', 'values', NULL,"
-            " 'fail_reason', NULL, 'reason', 'gpu_budget_spent')",
+            f" 'fail_reason', NULL, 'reason', '{reason}')",
         )
     }
     SELECT t.trial_id FROM t ORDER BY t.trial_id
     """
+
+
+_FINISH_PAUSED = text(
+    _finish_as_pruned(
+        "trial_id = ANY(CAST(:ids AS int[])) AND paused_step IS NOT NULL",
+        "paused_step = NULL",
+        "budget_spent",
+    )
 )
+
+_FINISH_WAITING = text(
+    _finish_as_pruned(
+        "paused_step IS NOT NULL OR queued_at IS NOT NULL",
+        "paused_step = NULL, queued_at = NULL",
+        "gpu_budget_spent",
+    )
+)
+
+
+def finish_paused(conn: Connection, study_id: int, trial_ids: Sequence[int]) -> list[int]:
+    """Finish these paused trials (nothing more can happen to them); the ids of those that were
+    still paused."""
+    rows = conn.execute(_FINISH_PAUSED, {"study_id": study_id, "ids": list(trial_ids)}).all()
+    return [int(r.trial_id) for r in rows]
 
 
 def finish_waiting(conn: Connection, study_id: int) -> list[int]:
     """Finish every trial of the study that waits without a lease (queued: a retry, a released
-    trial, an enqueued one; or paused) as PRUNED at its last reported value: the study's
-    ``max_gpu_hours`` is used, so none of them can run again. The caller holds the study's ask
-    lock. Returns their ids."""
+    trial, an enqueued one or a pbt child; or paused): the study's ``max_gpu_hours`` is used,
+    so none of them can run again. Their ids."""
     rows = conn.execute(_FINISH_WAITING, {"study_id": study_id}).all()
     return [int(r.trial_id) for r in rows]
