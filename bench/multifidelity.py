@@ -13,7 +13,7 @@ runs, for every dataset, seed and arm, one study of the built-in task ``mlp_clas
   max_resource E, ``max_resource_total`` B: the service stops it at B epochs);
 - ``e``: population-based training (``scheduler`` ``pbt``: population ``--pbt-population``,
   default N, so that its own budget is about N x E; interval ``--pbt-interval``; mutable
-  ``lr`` and ``weight_decay``). Run only when ``/tmp/pbt_ready`` exists, or with ``--arms``.
+  ``lr`` and ``weight_decay``).
 
 Arms ``b``, ``c`` and ``e`` get an unbounded trial budget; the bench polls the study and stops
 it (``PATCH state=stopped``) once B epochs have been reported. A stop lands at each running
@@ -86,7 +86,6 @@ from bench.multifidelity_arms import (
     study_body,
 )
 
-PBT_READY = Path("/tmp/pbt_ready")
 TEAM = "bench"
 TOLERANCE = 0.02
 EPOCH_SHARE = 0.40
@@ -353,9 +352,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--datasets", nargs="+", choices=list(DATASETS), default=["digits", "fashion_mnist"]
     )
-    parser.add_argument(
-        "--arms", nargs="+", choices=list(ARMS), help="default a-d, and e when /tmp/pbt_ready"
-    )
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="default: all of a-e")
     parser.add_argument("--trials", type=int, default=12, help="N: trials of arm (a)")
     parser.add_argument("--epochs", type=int, default=27, help="E: epochs per full trial")
     parser.add_argument("--sampler", choices=["random", "tpe"], default="random")
@@ -370,7 +367,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    arms: list[str] = args.arms or (["a", "b", "c", "d"] + (["e"] if PBT_READY.exists() else []))
+    arms: list[str] = args.arms or list(ARMS)
     if any(k in arms for k in "bcde") and "a" not in arms:
         arms = ["a", *arms]  # the 2% target is (a)'s best
     budget = Budget(args.trials, args.epochs, args.pbt_population or args.trials, args.pbt_interval)
@@ -380,8 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     raw: list[dict[str, Any]] = []
     print(
         f"arms {' '.join(arms)}; datasets {' '.join(args.datasets)}; seeds 0-{args.seeds - 1}; "
-        f"sampler {args.sampler}; {args.workers} CPU workers; B = {budget.total} epochs"
-        + ("" if "e" in arms or PBT_READY.exists() else "; (e) PBT skipped: /tmp/pbt_ready absent"),
+        f"sampler {args.sampler}; {args.workers} CPU workers; B = {budget.total} epochs",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp, scratch_database(Path(tmp)) as db:

@@ -13,6 +13,7 @@ everything that follows it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from service.spec.schedulers import PbtOptions, SchedulerSpec
 from service.states import FINISHED_STATES
 
 _DUPLICATE_RETRIES = 3
+_DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _RANDOM_TRIES = 16
 
 
@@ -221,6 +223,8 @@ class StudyView:
             return NoHandout("budget_spent")
         if state.max_parallel is not None and len(self.leased) >= state.max_parallel:
             return NoHandout("max_parallel")
+        if self.pbt is not None:
+            return self._next_pbt_handout(state)
         left = self.resource_left(state)
         for promotion in self.promotions():
             if left is None or promotion.grant - promotion.resume_from_step <= left:
@@ -239,17 +243,72 @@ class StudyView:
             if never_started and (not budget_left or not _fits(grant, left)):
                 continue
             needs_sampling = self.active.incomplete(trial.params)
-            # A pbt child's first attempt starts from the checkpoint copied from its parent.
-            resume = (
-                self.lineage[trial_id][1] if never_started and trial_id in self.lineage else None
-            )
-            return Handout(
-                "queued", trial_id, needs_sampling, resume_from_step=resume, granted=grant
-            )
+            return Handout("queued", trial_id, needs_sampling, granted=grant)
         grant = self._first_grant(self.storage.next_number)
         if budget_left and _fits(grant, left) and not self._population_full():
             return Handout("new", granted=grant)
         return NoHandout("budget_spent")
+
+    def _next_pbt_handout(self, state: repo.StudyState) -> Handout | NoHandout:
+        """``pbt``: the members behind first (queued children and retries, then new members
+        while the population is not made), then a paused member nobody is behind any more."""
+        budget_left = state.max_trials is None or state.n_started < state.max_trials
+        for trial_id in sorted(self.queued, key=lambda tid: (self.queued[tid], tid)):
+            never_started = self.attempts.get(trial_id, 0) == 0
+            if never_started and not budget_left:
+                continue
+            trial = self.storage.get_trial(trial_id)
+            # A child's first attempt starts from the checkpoint copied from its parent.
+            child = never_started and trial_id in self.lineage
+            resume = self.lineage[trial_id][1] if child else None
+            needs_sampling = self.active.incomplete(trial.params)
+            return Handout("queued", trial_id, needs_sampling, resume_from_step=resume)
+        if budget_left and not self._population_full():
+            return Handout("new")
+        for trial_id, step in self.pbt_promotions():
+            return Handout("promoted", trial_id, needs_sampling=False, resume_from_step=step + 1)
+        return NoHandout("budget_spent")
+
+    def pbt_promotions(self) -> list[tuple[int, int]]:
+        """``pbt``: the paused members (id, paused step) that no live member is behind, lowest
+        step first, then best value there, then number (the population is made)."""
+        if not self._population_full():
+            return []
+        slowest = self._slowest()
+        ready = [
+            (tid, step) for tid, step in self.paused().items() if not _behind_of(slowest, tid, step)
+        ]
+
+        def order(item: tuple[int, int]) -> tuple[int, float, int]:
+            trial = self.storage.get_trial(item[0])
+            value = trial.intermediate_values.get(item[1], math.nan)
+            key = math.inf if math.isnan(value) else (-value if self._maximize else value)
+            return item[1], key, trial.number
+
+        return sorted(ready, key=order)
+
+    def _behind(self, trial_id: int, step: int) -> bool:
+        """``pbt``: whether a member other than ``trial_id`` that is still training (running,
+        queued, paused; not replaced) has not reached ``step`` yet, or the population is not
+        made: then a member that reaches a decision step waits (pauses) for it."""
+        return not self._population_full() or _behind_of(self._slowest(), trial_id, step)
+
+    def _slowest(self) -> list[tuple[int, int]]:
+        """The two members still training that are furthest behind: (progress, id), slowest
+        first (one pass over the trials)."""
+        found: list[tuple[int, int]] = []
+        for tid, trial in self.storage.trials_by_id():
+            if tid in self.replaced or trial.state in _DONE:
+                continue
+            found.append((self._progress(tid, trial), tid))
+            found = sorted(found)[:2]
+        return found
+
+    def _progress(self, trial_id: int, trial: FrozenTrial) -> int:
+        """The last step the member reached (a child not started: the one before its first)."""
+        if trial.intermediate_values:
+            return max(trial.intermediate_values)
+        return self.lineage[trial_id][1] - 1 if trial_id in self.lineage else -1
 
     def _population_full(self) -> bool:
         """pbt: the sampler has made ``population`` trials (every other one is a child)."""
@@ -321,14 +380,24 @@ class StudyView:
         reports are decided on under the ask lock, and it is settled after each finish."""
         return self.schedule is not None or self.pbt is not None
 
-    def pbt_decision(self, trial_id: int, step: int) -> pbt.Exploit | None:
+    def pbt_decision(self, trial_id: int, step: int) -> pbt.Exploit | Literal["pause"] | None:
         """The ``pbt`` decision on the trial's report of ``step`` (already in the view): None
-        to go on; else it is stopped, and replaced as the answer says (a trial replaced
-        already is told so again: a repeated report)."""
+        to go on; ``"pause"`` while another member is behind (the decision is then taken when
+        it is resumed, on the whole population: :meth:`pbt_exploit`); else it is stopped, and
+        replaced as the answer says. A trial replaced or paused already is told so again (a
+        repeated report)."""
         if self.pbt is None or not pbt.decides_at(self.pbt, step):
             return None
         if trial_id in self.replaced:
             return pbt.Exploit(trial_id, step, parents=[], again=True)
+        if trial_id in self.paused_steps or self._behind(trial_id, step):
+            return "pause"
+        return self.pbt_exploit(trial_id, step)
+
+    def pbt_exploit(self, trial_id: int, step: int) -> pbt.Exploit | None:
+        """Whether the member is in the bottom at ``step`` (an Exploit naming the top), else
+        None."""
+        assert self.pbt is not None
         top = pbt.bottom_and_top(
             self.pbt,
             self.storage.trials_by_id(),
@@ -478,6 +547,11 @@ PROVISIONAL = 0  # the key journals use for "the trial being created"
 # name -> [internal value, distribution JSON].
 RELATIVE_KEY = "hpo:relative_params"
 _NONE = object()
+
+
+def _behind_of(slowest: list[tuple[int, int]], trial_id: int, step: int) -> bool:
+    """Whether a member other than ``trial_id`` among the two slowest is short of ``step``."""
+    return any(progress < step for progress, tid in slowest if tid != trial_id)
 
 
 def _kept_relative(trial: FrozenTrial, name: str, distribution: BaseDistribution) -> Any:

@@ -25,11 +25,13 @@ from typing import Any, cast
 from sqlalchemy import Connection
 
 from service import idempotency
+from service.checkpoints.store import CheckpointStore
 from service.idempotency import IdempotencyKey
 from service.sampling import repository as view_repo
 from service.sampling.rows import decode_attrs
 from service.sampling.view import PROVISIONAL, Handout, NoHandout, NoTrialReason, StudyView
 from service.trials import repository as repo
+from service.trials.exploit import replace
 from service.trials.schemas import LeasedTrialOut, LeasedTrialsOut, LeaseOut
 
 _WORKER_TOUCH_S = 10.0
@@ -115,8 +117,9 @@ class Handouts:
     """Leases trials on locked views. Thread-safe: the per-view work runs under the view's lock,
     and the worker sightings are a best-effort cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: CheckpointStore) -> None:
         self._worker_seen: dict[tuple[str, int | None, int | None], float] = {}  # → last touch
+        self._checkpoints = checkpoints  # pbt: a child gets a copy of its parent's checkpoint
 
     def hand_out(
         self,
@@ -140,6 +143,18 @@ class Handouts:
         view.apply_changes(changed, state.xmin)
         view.gpu_budget = state.max_gpu_hours is not None
         handout = view.next_handout(state)
+        while _pbt_resume(handout, view):
+            assert isinstance(handout, Handout) and handout.trial_id is not None
+            assert handout.resume_from_step is not None
+            # A paused pbt member is resumed only if it is not in the bottom of its step, now
+            # that every member got there; else a child replaces it, handed out next.
+            exploit = view.pbt_exploit(handout.trial_id, handout.resume_from_step - 1)
+            if exploit is None or replace(conn, view, state, exploit, self._checkpoints) is None:
+                break
+            repo.finish_paused(conn, study_id, [exploit.trial_id], reason="replaced")
+            state, changed = view_repo.lock_and_read(conn, study_id, view.cursor)
+            view.apply_changes(changed, state.xmin)
+            handout = view.next_handout(state)
         if isinstance(handout, NoHandout):
             raise NoTrial(handout.reason)
         view.dirty = True
@@ -304,7 +319,6 @@ def _lease_promoted(
 ) -> _Leased:
     """A paused trial promoted (``asha``): the same trial, its parameters and attempt kept."""
     assert handout.trial_id is not None and handout.resume_from_step is not None
-    assert handout.granted is not None
     promoted = repo.lease_paused_trial(
         conn,
         study_id=view.study_id,
@@ -322,6 +336,10 @@ def _lease_promoted(
     return _Leased(
         promoted.trial_id, promoted.number, promoted.attempt, promoted.expires_at, params
     )
+
+
+def _pbt_resume(handout: Handout | NoHandout, view: StudyView) -> bool:
+    return isinstance(handout, Handout) and handout.kind == "promoted" and view.pbt is not None
 
 
 def next_key(study_id: int, token: str, worker_id: str) -> IdempotencyKey:

@@ -147,7 +147,7 @@ class TrialService:
         self._index = index
         self._signal = signal
         self._timing = timing
-        self._handouts = Handouts()
+        self._handouts = Handouts(self._checkpoints)
 
     # ---- hand-outs ----
 
@@ -291,7 +291,9 @@ class TrialService:
                     if state is not None:
                         pause, grant = view.rung_decision(trial_id, step, state)
                         exploit = view.pbt_decision(trial_id, step)
-                        if exploit is not None and (
+                        if exploit == "pause":
+                            pause = True  # waits for the members behind it
+                        elif exploit is not None and (
                             exploit.again
                             or replace(conn, view, state, exploit, self._checkpoints) is not None
                         ):

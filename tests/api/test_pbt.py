@@ -193,6 +193,49 @@ def test_the_bottom_trial_is_replaced_by_a_child_of_the_top(
     assert loaded.trials[4].params == child["params"]
 
 
+def _release(client: TestClient, trial: dict[str, Any]) -> None:
+    response = client.post(
+        f"{API}/trials/{trial['id']}/release", json={"lease_token": trial["lease"]["token"]}
+    )
+    assert response.status_code == 204, response.text
+
+
+def test_members_wait_for_the_ones_behind_and_the_bottom_is_replaced_on_resume(
+    client: TestClient,
+) -> None:
+    sid = _study(client)["id"]
+    t0, t1, t2, t3 = roots = [ask(client, sid) for _ in range(4)]
+    for trial in roots:
+        report(client, trial, 0, 1.0)
+        _put_checkpoint(client, trial, 1, f"trial {trial['number']}".encode())
+    # Step 1 decides. Each member that gets there while another is behind pauses (no
+    # decision yet); the last one decides on the whole population at once.
+    for trial, value in ((t0, 0.9), (t1, 0.2), (t2, 0.3)):
+        answer = report(client, trial, 1, value)
+        assert (answer["should_pause"], answer["should_prune"]) == (True, False)
+        _release(client, trial)
+        assert _trial(client, trial["id"])["state"] == "paused"
+    answer = report(client, t3, 1, 0.1)  # nobody behind: t3 is the best, it goes on
+    assert (answer["should_pause"], answer["should_prune"]) == (False, False)
+
+    # The paused ones resume best first, each decided on the whole population at step 1:
+    # t1 and t2 are not in the bottom (t0 is) and resume at step 2.
+    for expected in (t1, t2):
+        resumed = ask(client, sid)
+        assert (resumed["id"], resumed["resume_from_step"]) == (expected["id"], 2)
+        assert resumed["attempt"] == 1  # the same trial, no retry used
+    # t0 is the bottom: it is finished, and the same ask hands out its replacement, a child of
+    # t3 (the top) from t3's checkpoint.
+    child = ask(client, sid)
+    assert child["number"] == 4 and child["parent_trial_id"] == t3["id"]
+    assert child["resume_from_step"] == 2
+    assert _get_checkpoint(client, child).content == b"trial 3"
+    replaced = _trial(client, t0["id"])
+    assert replaced["state"] == "pruned" and replaced["lease_expires_at"] is None
+    assert _trial(client, child["id"])["replaced_trial_id"] == t0["id"]
+    assert client.post(f"{API}/studies/{sid}/trials", json={"worker_id": "w"}).status_code == 204
+
+
 def test_no_child_without_a_checkpoint_in_the_top(client: TestClient) -> None:
     sid = _study(client)["id"]
     roots = [ask(client, sid) for _ in range(4)]

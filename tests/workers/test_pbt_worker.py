@@ -1,6 +1,7 @@
-"""Population-based training with a real worker process and real PyTorch training: a trial of
-the bottom is stopped, and a child resumes the checkpoint of a trial of the top with its own
-learning rate, as a new trial with its lineage."""
+"""Population-based training with a real worker process and real PyTorch training: a member
+that gets to a decision step first pauses for the one behind; the one behind, in the bottom, is
+stopped, and a child resumes the checkpoint of the top member with its own learning rate, as a
+new trial with its lineage, while the paused member resumes as the same trial."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.workers.conftest import StartWorker, create_study, get, trials_of, wa
 pytestmark = pytest.mark.slow
 
 GOOD_LR, AWFUL_LR = 1e-2, 1e-6
-EPOCHS = 100  # long enough for the test to report while trial 1 trains
+EPOCHS = 3  # one decision, at step 1
 
 
 def _enqueue(server: ServerProcess, study_id: int, lr: float) -> None:
@@ -54,7 +55,7 @@ def _checkpoint_step(server: ServerProcess, trial_id: int) -> int | None:
 def test_a_child_resumes_its_parents_weights_with_its_own_learning_rate(
     server: ServerProcess, start_worker: StartWorker
 ) -> None:
-    # population 2, quantile 0.5: at a decision step the worse of the two is the bottom.
+    # population 2, quantile 0.5: at step 1 the worse of the two is the bottom.
     body: dict[str, Any] = {
         "name": "pbt-workers",
         "search_space": {
@@ -89,14 +90,15 @@ def test_a_child_resumes_its_parents_weights_with_its_own_learning_rate(
     assert not _api(server, report, {"lease_token": token, "step": 0, "value": 9.0})["should_prune"]
 
     worker = start_worker("--slots", "2", "--exit-when-idle", "5")
+    # Trial 1 reaches step 1 while trial 0 is behind: it checkpoints, pauses and is handed back.
     top = wait_for(
-        lambda: next((t for t in trials_of(server, sid) if t["number"] == 1), None),
+        lambda: next((t for t in trials_of(server, sid) if t["state"] == "paused"), None),
         60,
-        "trial 1 to start",
+        "trial 1 to pause at step 1",
     )
-    wait_for(lambda: _checkpoint_step(server, top["id"]), 60, "trial 1's first checkpoint")
-    # The decision at step 1: trial 0 (9.0) is worse than trial 1 there, so it is stopped and
-    # replaced by a child of trial 1, still training, from its checkpoint.
+    assert top["number"] == 1 and _checkpoint_step(server, top["id"]) == 1
+    # Trial 0 gets there last and is decided on at once: worse than trial 1, it is stopped and
+    # replaced by a child of trial 1, from trial 1's checkpoint.
     assert _api(server, report, {"lease_token": token, "step": 1, "value": 9.0})["should_prune"]
     _api(server, f"/trials/{bottom['id']}/complete", {"lease_token": token, "state": "pruned"})
 
@@ -116,8 +118,8 @@ def test_a_child_resumes_its_parents_weights_with_its_own_learning_rate(
     assert {k: v for k, v in child["params"].items() if k != "lr"} == {
         k: v for k, v in parent["params"].items() if k != "lr"
     }
-    # It ran from its start to the last epoch, each step once, on from its parent's weights:
-    # its first loss is well below a fresh model's after one epoch (its parent's step 0).
+    # It ran from its start to the last epoch on from its parent's weights: its first loss is
+    # well below a fresh model's after one epoch (its parent's step 0).
     curve, parent_curve = _curve(child), _curve(parent)
     assert sorted(curve) == list(range(start, EPOCHS))
     assert child["state"] == "complete"
@@ -125,6 +127,8 @@ def test_a_child_resumes_its_parents_weights_with_its_own_learning_rate(
     assert child["user_attrs"]["resumed_from_epoch"] == start
     assert child["value"] == pytest.approx(min(curve.values()))  # its own epochs only
     assert f"trial {child['id']}: resuming from the checkpoint of step {start - 1}" in worker.text()
+    # The parent was resumed (the same trial, attempt 1) and trained its last step too.
     assert parent["state"] == "complete" and sorted(parent_curve) == list(range(EPOCHS))
+    assert (parent["attempt"], parent["user_attrs"]["resumed_from_epoch"]) == (1, 2)
     assert done["trial_counts"]["complete"] == 2 and done["trial_counts"]["pruned"] == 1
     assert all(math.isfinite(v) for v in curve.values())

@@ -228,7 +228,7 @@ def lease_paused_trial(
     study_id: int,
     trial_id: int,
     resume_from_step: int,
-    granted: int,
+    granted: int | None,
     token: str,
     worker_id: str,
     lease_seconds: int,

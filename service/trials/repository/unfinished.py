@@ -1,13 +1,15 @@
 """The end of trials nothing more can happen to: finished as PRUNED at their last value.
 
-Two cases share one statement: the paused trials left when an ``asha`` study's budget is spent
-(``finish_paused``), and every trial that waits without a lease once a study's GPU-hour budget
-is used (``finish_waiting``). The caller holds the study's ask lock.
+Three cases share one statement: the paused trials left when an ``asha`` study's budget is
+spent, or a paused ``pbt`` member that a child replaces (``finish_paused``), and every trial
+that waits without a lease once a study's GPU-hour budget is used (``finish_waiting``). The
+caller holds the study's ask lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 from sqlalchemy import Connection, text
 
@@ -57,13 +59,17 @@ def _finish_as_pruned(which: str, clear: str, reason: str) -> str:
     """
 
 
-_FINISH_PAUSED = text(
-    _finish_as_pruned(
-        "trial_id = ANY(CAST(:ids AS int[])) AND paused_step IS NOT NULL",
-        "paused_step = NULL",
-        "budget_spent",
+PausedEnd = Literal["budget_spent", "replaced"]
+_FINISH_PAUSED = {
+    reason: text(
+        _finish_as_pruned(
+            "trial_id = ANY(CAST(:ids AS int[])) AND paused_step IS NOT NULL",
+            "paused_step = NULL",
+            reason,
+        )
     )
-)
+    for reason in get_args(PausedEnd)
+}
 
 _FINISH_WAITING = text(
     _finish_as_pruned(
@@ -74,10 +80,16 @@ _FINISH_WAITING = text(
 )
 
 
-def finish_paused(conn: Connection, study_id: int, trial_ids: Sequence[int]) -> list[int]:
-    """Finish these paused trials (nothing more can happen to them); the ids of those that were
-    still paused."""
-    rows = conn.execute(_FINISH_PAUSED, {"study_id": study_id, "ids": list(trial_ids)}).all()
+def finish_paused(
+    conn: Connection,
+    study_id: int,
+    trial_ids: Sequence[int],
+    reason: PausedEnd = "budget_spent",
+) -> list[int]:
+    """Finish these paused trials: nothing more can happen to them (``budget_spent``), or a
+    pbt child replaces one (``replaced``). The ids of those that were still paused."""
+    params = {"study_id": study_id, "ids": list(trial_ids)}
+    rows = conn.execute(_FINISH_PAUSED[reason], params).all()
     return [int(r.trial_id) for r in rows]
 
 
