@@ -144,8 +144,13 @@ def admin_token(database_url: str, team: str = "bench") -> str:
     explicit = os.environ.get("HPO_BENCH_TOKEN")
     if explicit:
         return explicit
+    return new_token(database_url, team, "admin")
+
+
+def new_token(database_url: str, team: str, role: str) -> str:
+    """A new token of ``team`` with ``role``, from ``hpo token create``."""
     done = subprocess.run(
-        [sys.executable, "-m", "service", "token", "create", "--team", team, "--role", "admin"],
+        [sys.executable, "-m", "service", "token", "create", "--team", team, "--role", role],
         env={**os.environ, "HPO_DATABASE_URL": database_url},
         capture_output=True,
         text=True,

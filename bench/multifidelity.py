@@ -72,7 +72,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import admin_token, scratch_database, serve
+from bench.common import admin_token, new_token, scratch_database, serve
 from bench.multifidelity_arms import (
     ARMS,
     DATASETS,
@@ -196,19 +196,6 @@ def run_study(
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-
-def worker_token(database_url: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "token", "create", "--team", TEAM, "--role", "worker"],
-        env={**os.environ, "HPO_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"hpo token create failed: {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 class Workers:
@@ -384,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         admin = admin_token(db, TEAM)
         with serve(db, port=args.port) as server:
             api = Api(server.url, admin)
-            with workers(server.url, worker_token(db), args.workers, Path(tmp)) as fleet:
+            with workers(
+                server.url, new_token(db, TEAM, "worker"), args.workers, Path(tmp)
+            ) as fleet:
                 for dataset in args.datasets:
                     results, seconds = run_dataset(
                         api, fleet, args, arms, dataset, budget, tag, errors, raw

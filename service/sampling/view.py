@@ -79,13 +79,14 @@ class StudyDefinition:
 
 @dataclass(frozen=True)
 class Handout:
-    """What the next ask on a study gets: a paused trial promoted (``asha``), a queued trial, or
-    a newly sampled one."""
+    """What the next ask on a study gets: a paused trial promoted (``asha``, ``pbt``), a queued
+    trial, or a newly sampled one."""
 
     kind: Literal["promoted", "queued", "new"]
     trial_id: int | None = None
     needs_sampling: bool = True
-    resume_from_step: int | None = None  # a promoted trial: the first step it runs
+    # A promoted trial, or a pbt child's first attempt: the first step it runs.
+    resume_from_step: int | None = None
     granted: int | None = None  # asha: the units the trial may reach (None: keep its grant)
 
 
@@ -206,8 +207,9 @@ class StudyView:
     # ---- decisions ----
 
     def next_handout(self, state: repo.StudyState) -> Handout | NoHandout:
-        """A promotion first (``asha``: see :meth:`promotions`), then the queue (retries and
-        enqueued trials, oldest first), then a new trial.
+        """A promotion first (``asha``: see :meth:`promotions`), then the queue (retries,
+        enqueued trials and pbt children, oldest first), then a new trial; with ``pbt`` the
+        paused members come last, once nobody is behind them (:meth:`pbt_promotions`).
 
         Nothing when the study is not running, ``max_parallel`` trials hold a lease, or the budget
         (``max_trials`` trials ever started; a retried trial counts once) is spent. A promotion
@@ -223,9 +225,21 @@ class StudyView:
             return NoHandout("budget_spent")
         if state.max_parallel is not None and len(self.leased) >= state.max_parallel:
             return NoHandout("max_parallel")
-        if self.pbt is not None:
-            return self._next_pbt_handout(state)
         left = self.resource_left(state)
+        if self.pbt is None and (promoted := self._asha_promotion(left)) is not None:
+            return promoted
+        budget_left = state.max_trials is None or state.n_started < state.max_trials
+        if (queued := self._from_queue(budget_left, left)) is not None:
+            return queued
+        grant = self._first_grant(self.storage.next_number)
+        if budget_left and _fits(grant, left) and not self._population_full():
+            return Handout("new", granted=grant)
+        for trial_id, step in self.pbt_promotions():  # pbt: the members behind went first
+            return Handout("promoted", trial_id, needs_sampling=False, resume_from_step=step + 1)
+        return NoHandout("budget_spent")
+
+    def _asha_promotion(self, left: int | None) -> Handout | None:
+        """The first promotion (``asha``) whose grant fits in what is left."""
         for promotion in self.promotions():
             if left is None or promotion.grant - promotion.resume_from_step <= left:
                 return Handout(
@@ -235,44 +249,31 @@ class StudyView:
                     resume_from_step=promotion.resume_from_step,
                     granted=promotion.grant,
                 )
-        budget_left = state.max_trials is None or state.n_started < state.max_trials
+        return None
+
+    def _from_queue(self, budget_left: bool, left: int | None) -> Handout | None:
+        """The oldest queued trial that may start: a retry, or a first start (an enqueued
+        trial, a pbt child) within ``max_trials`` and whose first grant fits (``asha``). A
+        child's first attempt resumes from the checkpoint copied from its parent."""
         for trial_id in sorted(self.queued, key=lambda tid: (self.queued[tid], tid)):
             never_started = self.attempts.get(trial_id, 0) == 0
             trial = self.storage.get_trial(trial_id)
             grant = self._first_grant(trial.number) if never_started else None
             if never_started and (not budget_left or not _fits(grant, left)):
                 continue
-            needs_sampling = self.active.incomplete(trial.params)
-            return Handout("queued", trial_id, needs_sampling, granted=grant)
-        grant = self._first_grant(self.storage.next_number)
-        if budget_left and _fits(grant, left) and not self._population_full():
-            return Handout("new", granted=grant)
-        return NoHandout("budget_spent")
-
-    def _next_pbt_handout(self, state: repo.StudyState) -> Handout | NoHandout:
-        """``pbt``: the members behind first (queued children and retries, then new members
-        while the population is not made), then a paused member nobody is behind any more."""
-        budget_left = state.max_trials is None or state.n_started < state.max_trials
-        for trial_id in sorted(self.queued, key=lambda tid: (self.queued[tid], tid)):
-            never_started = self.attempts.get(trial_id, 0) == 0
-            if never_started and not budget_left:
-                continue
-            trial = self.storage.get_trial(trial_id)
-            # A child's first attempt starts from the checkpoint copied from its parent.
             child = never_started and trial_id in self.lineage
             resume = self.lineage[trial_id][1] if child else None
             needs_sampling = self.active.incomplete(trial.params)
-            return Handout("queued", trial_id, needs_sampling, resume_from_step=resume)
-        if budget_left and not self._population_full():
-            return Handout("new")
-        for trial_id, step in self.pbt_promotions():
-            return Handout("promoted", trial_id, needs_sampling=False, resume_from_step=step + 1)
-        return NoHandout("budget_spent")
+            return Handout(
+                "queued", trial_id, needs_sampling, resume_from_step=resume, granted=grant
+            )
+        return None
 
     def pbt_promotions(self) -> list[tuple[int, int]]:
         """``pbt``: the paused members (id, paused step) that no live member is behind, lowest
-        step first, then best value there, then number (the population is made)."""
-        if not self._population_full():
+        step first, then best value there, then number (the population is made); none for
+        other studies."""
+        if self.pbt is None or not self._population_full():
             return []
         slowest = self._slowest()
         ready = [

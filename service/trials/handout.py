@@ -317,7 +317,8 @@ def _lease_promoted(
     worker_id: str,
     device: Device,
 ) -> _Leased:
-    """A paused trial promoted (``asha``): the same trial, its parameters and attempt kept."""
+    """A paused trial promoted (``asha``) or resumed (``pbt``): the same trial, its parameters
+    and attempt kept."""
     assert handout.trial_id is not None and handout.resume_from_step is not None
     promoted = repo.lease_paused_trial(
         conn,
